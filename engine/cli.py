@@ -1,0 +1,121 @@
+"""The `tickloop` command: parses arguments, loads config, and hands over to the composition root.
+
+Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or arguments (nothing was
+started, no socket opened), 3 the network/exchange is unreachable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=None, help="config file (default: ./config.yaml if present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickloop", description="Binance live trading engine")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="watch the configured coins on Binance (paper mode by default)")
+    _add_config(p)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+    p = sub.add_parser("demo", help="run the loopback simulator and the engine together, offline")
+    _add_config(p)
+    p.add_argument("--tape", action="append", type=Path, help="tape(s) to replay (default: synthetic)")
+    p.add_argument("--speed", type=float, default=10.0, help="tape seconds per real second")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+    p = sub.add_parser("sim", help="serve a tape as a loopback Binance market-data server")
+    p.add_argument("--tape", action="append", type=Path, required=True)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--loop", action="store_true", help="start again at the end of the tape")
+
+    p = sub.add_parser("replay", help="fold a tape offline into rows.parquet and candles.parquet")
+    _add_config(p)
+    p.add_argument("tape", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("record", help="record raw frames and snapshots to a gzip tape")
+    _add_config(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--duration", type=float, default=None)
+
+    p = sub.add_parser("collect", help="write per-second rows and candles to Parquet, per symbol per day")
+    _add_config(p)
+    p.add_argument("--out", type=Path, default=None, help="default: <paths.data_dir>/rows")
+    p.add_argument("--duration", type=float, default=None)
+
+    p = sub.add_parser("check-config", help="validate a config file and print the effective settings")
+    _add_config(p)
+    return parser
+
+
+def _config_path(arg: str | None) -> Path | None:
+    if arg is not None:
+        return Path(arg)
+    default = Path("config.yaml")
+    return default if default.is_file() else None
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from engine.config import ConfigError, load_config
+
+    try:
+        return load_config(_config_path(getattr(args, "config", None)))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sim":
+        from engine.commands import run_sim_command
+
+        return asyncio.run(run_sim_command(args.tape, speed=args.speed, port=args.port, loop=args.loop))
+    config = _load(args)
+    if args.command == "check-config":
+        print(config.model_dump_json(indent=2))
+        return EXIT_OK
+    if args.command == "replay":
+        from engine.replay import replay_to_parquet
+
+        summary = replay_to_parquet(args.tape, args.out, config)
+        print(summary)
+        return EXIT_OK
+    from engine import commands
+
+    if args.command == "run":
+        return asyncio.run(commands.run_live(config, duration_s=args.duration))
+    if args.command == "demo":
+        return asyncio.run(commands.run_demo(config, tapes=args.tape, speed=args.speed, duration_s=args.duration))
+    if args.command == "record":
+        return asyncio.run(commands.run_live(config, duration_s=args.duration, record_to=args.out))
+    if args.command == "collect":
+        out = args.out or config.paths.data_dir / "rows"
+        return asyncio.run(commands.run_live(config, duration_s=args.duration, collect_to=out))
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tickloop command line; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Configuration: frozen pydantic models for config.yaml, and secrets from the environment.
+
+`load_config()` reports every problem as one line naming its YAML path
+(`market.symbols[2]: 'BTC-USD' is not a Binance symbol`) and raises ConfigError; the CLI
+prints those lines and exits 2 before any socket opens. Secrets never come from config.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from engine.model import Market, is_binance_symbol
+
+SECRET_KEY_RE = re.compile(r"(api_?key|secret|token|password|private_?key|passphrase)", re.I)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MarketConfig(_Frozen):
+    type: Market = Market.SPOT
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols_are_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("must be a list of symbols, e.g. [BTCUSDT, ETHUSDT]")
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_nonempty_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one symbol")
+        duplicates = sorted({s for s in value if value.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate symbols: {', '.join(duplicates)}")
+        return value
+
+
+class EndpointConfig(_Frozen):
+    """Base URLs of one venue; point them at the loopback simulator for tests and demos."""
+
+    rest: str
+    ws: str
+    routed: bool = False  # USDⓈ-M 2026 routing: /public, /market, /private
+
+    @field_validator("rest", "ws")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if not re.match(r"^(https?|wss?)://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+
+class EndpointsConfig(_Frozen):
+    spot: EndpointConfig = EndpointConfig(
+        rest="https://api.binance.com", ws="wss://stream.binance.com:9443"
+    )
+    usdm: EndpointConfig = EndpointConfig(
+        rest="https://fapi.binance.com", ws="wss://fstream.binance.com", routed=True
+    )
+
+    def for_market(self, market: Market) -> EndpointConfig:
+        return self.spot if market is Market.SPOT else self.usdm
+
+
+class StreamsConfig(_Frozen):
+    depth_speed_ms: Literal[100, 250, 500, 1000] = 100
+    trades: Literal["trade", "aggTrade"] = "trade"
+    mark_price: bool = False
+    queue_size: Annotated[int, Field(ge=100)] = 100_000
+    # seconds of silence before a stream counts as stalled; null disables (quiet coins)
+    stall_timeout_s: dict[str, float | None] = {"depth": 15.0, "trade": None, "aggTrade": None, "markPrice": 10.0}
+    connection_timeout_s: Annotated[float, Field(gt=0)] = 90.0
+    rotate_after_h: Annotated[float, Field(gt=0, le=24)] = 23.0
+    backoff_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("stall_timeout_s")
+    @classmethod
+    def _positive_timeouts(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        for kind, seconds in value.items():
+            if seconds is not None and seconds <= 0:
+                raise ValueError(f"{kind}: must be > 0 or null")
+        return value
+
+
+class BookConfig(_Frozen):
+    snapshot_limit: Annotated[int, Field(ge=5, le=5000)] = 1000
+    min_resync_interval_s: Annotated[float, Field(ge=0)] = 1.0
+
+
+class FoldConfig(_Frozen):
+    grace_ms: Annotated[int, Field(ge=0, le=60_000)] = 2500
+    rows_capacity: Annotated[int, Field(ge=60)] = 4 * 3600
+    candles_capacity: Annotated[int, Field(ge=10)] = 7 * 1440
+
+
+class PathsConfig(_Frozen):
+    data_dir: Path = Path("data")
+    log_dir: Path = Path("logs")
+
+
+class LoggingConfig(_Frozen):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    console: Literal["auto", "pretty", "json", "off"] = "auto"
+    file: str | None = "tickloop.jsonl"  # inside paths.log_dir; null disables the file
+    max_bytes: Annotated[int, Field(ge=1024)] = 50 * 1024 * 1024
+    backups: Annotated[int, Field(ge=0)] = 5
+    heartbeat_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class Config(_Frozen):
+    mode: Literal["paper", "testnet", "live", "backtest"] = "paper"
+    market: MarketConfig = MarketConfig()
+    streams: StreamsConfig = StreamsConfig()
+    book: BookConfig = BookConfig()
+    fold: FoldConfig = FoldConfig()
+    endpoints: EndpointsConfig = EndpointsConfig()
+    paths: PathsConfig = PathsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+class Secrets(_Frozen):
+    """Credentials, read only from the environment (or .env): never from config.yaml."""
+
+    binance_api_key: SecretStr | None = None
+    binance_api_secret: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _format_error(err: Mapping[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    path = _format_location(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind.startswith("literal_error") or kind == "enum":
+        msg = f"{err.get('input')!r} is not allowed; {msg[:1].lower()}{msg[1:]}"
+    return f"{path}: {msg}"
+
+
+def _secret_keys(node: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and SECRET_KEY_RE.search(key) and not isinstance(value, (dict, list)):
+                found.append(sub)
+            found += _secret_keys(value, sub)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _secret_keys(value, f"{path}[{i}]")
+    return found
+
+
+def _symbol_problems(raw: Any) -> list[str]:
+    market = raw.get("market") if isinstance(raw, dict) else None
+    symbols = market.get("symbols") if isinstance(market, dict) else None
+    if not isinstance(symbols, list):
+        return []
+    return [
+        f"market.symbols[{i}]: {s!r} is not a Binance symbol (upper-case letters and digits, e.g. BTCUSDT)"
+        for i, s in enumerate(symbols)
+        if not (isinstance(s, str) and is_binance_symbol(s))
+    ]
+
+
+def parse_config(raw: Any) -> Config:
+    """Validate a decoded YAML document; raise ConfigError with one line per problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping of sections (mode, market, ...)"])
+    problems = [
+        f"{p}: secrets are not allowed in config files; set it in the environment or .env "
+        "(BINANCE_API_KEY, BINANCE_API_SECRET, TELEGRAM_TOKEN)"
+        for p in _secret_keys(raw)
+    ]
+    problems += _symbol_problems(raw)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        bad_symbol_paths = {p.split(":")[0] for p in problems}
+        for err in exc.errors():
+            line = _format_error(err)
+            if line.split(":")[0] not in bad_symbol_paths:
+                problems.append(line)
+        config = None
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate config.yaml (defaults when path is None)."""
+    if path is None:
+        return parse_config({})
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read config file ({exc.strerror})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{p}: invalid YAML at {where}: {problem}"]) from None
+    return parse_config(raw)
+
+
+def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Secrets:
+    """Read credentials from the environment, falling back to a .env file for unset names."""
+    values: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(env if env is not None else os.environ)
+    return Secrets(
+        binance_api_key=values.get("BINANCE_API_KEY") or None,
+        binance_api_secret=values.get("BINANCE_API_SECRET") or None,
+        telegram_token=values.get("TELEGRAM_TOKEN") or None,
+    )
