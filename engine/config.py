@@ -84,7 +84,13 @@ class EndpointsConfig(_Frozen):
 
 class StreamsConfig(_Frozen):
     depth_speed_ms: Literal[100, 250, 500, 1000] = 100
-    trades: Literal["trade", "aggTrade"] = "trade"
+    # auto: spot `@trade`, USDⓈ-M `@aggTrade` (the stream the 2026 /market route documents)
+    trades: Literal["auto", "trade", "aggTrade"] = "auto"
+
+    def trade_stream(self, market: Market) -> str:
+        if self.trades != "auto":
+            return self.trades
+        return "trade" if market is Market.SPOT else "aggTrade"
     mark_price: bool = False
     queue_size: Annotated[int, Field(ge=100)] = 100_000
     # seconds of silence before a stream counts as stalled; null disables (quiet coins)

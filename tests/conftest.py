@@ -1,0 +1,29 @@
+"""Shared fixtures: the read-only recorded Binance data in ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TAPES = {
+    "spot_btcusdt": SHARED_DATA / "binance-tapes" / "spot_btcusdt_20240808.gz",
+    "spot_ethusdt": SHARED_DATA / "binance-tapes" / "spot_ethusdt_20240808.gz",
+    "usdm_btcusdt": SHARED_DATA / "binance-tapes" / "usdm_btcusdt_20240808.gz",
+    "usdm_btcusdt_2023a": SHARED_DATA / "binance-tapes-2023" / "btcusdt_20230404.dat.gz",
+    "usdm_btcusdt_2023b": SHARED_DATA / "binance-tapes-2023" / "btcusdt_20230405.dat.gz",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tapes(shared_data: Path) -> dict[str, Path]:
+    return TAPES
