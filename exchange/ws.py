@@ -35,7 +35,6 @@ from exchange.binance.urls import (
     stream_kind,
 )
 
-GAP = b""  # in-band queue payload: frames were lost right before this point
 _NS = 1_000_000_000
 _ENVELOPE = b'{"stream"'
 _CONTROL_REPLIES = (b'{"result"', b'{"id"', b'{"code"')
@@ -43,7 +42,7 @@ _SHUTDOWN = b"serverShutdown"
 _SHUTDOWN_SCAN_BYTES = 160  # the event type sits in the first few dozen bytes of a frame
 _DATA_TYPES = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
 
-Frame = tuple[int, bytes]
+Frame = tuple[int, Any]  # (ts_recv_ns, raw payload bytes) or (ts_recv_ns, gap marker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,6 @@ class WsConfig:
     close_timeout_s: float = 5.0
     max_msg_bytes: int = 4 * 1024 * 1024
     max_pending_pongs: int = 16
-    gap_markers: bool = True  # also put (ts_recv_ns, GAP) into the queue where data was lost
 
     def __post_init__(self) -> None:
         if self.max_outgoing_per_s < 1:
@@ -193,6 +191,7 @@ class WsSession:
         on_connected: Callable[[], None] | None = None,
         on_disconnected: Callable[[str], None] | None = None,
         on_data_lost: Callable[[str], None] | None = None,
+        gap_marker: Callable[[str], object] | None = None,
         attempt_limiter: ConnectAttemptLimiter | None = None,
         rng: random.Random | None = None,
         name: str | None = None,
@@ -206,6 +205,7 @@ class WsSession:
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._on_data_lost = on_data_lost
+        self._gap_marker = gap_marker
         self._attempts = attempt_limiter or ConnectAttemptLimiter(clock)
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("exchange.ws").bind(conn=name or spec.label)
@@ -221,10 +221,11 @@ class WsSession:
         self._failures = 0
         self._seq = 0
         self._message_id = 0
-        self._gap_due = False
+        self._gap_reason: str | None = None  # a gap marker is owed to the queue
         self._overflowing = False
         self._closing = False
         self._close_requested = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -252,11 +253,14 @@ class WsSession:
             self._closing = True
             if owns_http:
                 await self._http.close()
+            self._stopped.set()
 
-    def close(self) -> None:
-        """Ask run() to close every connection and return."""
+    async def close(self) -> None:
+        """Close every connection; return once run() has finished (at once if it never ran)."""
         self._closing = True
         self._close_requested.set()
+        if self._tg is not None:
+            await self._stopped.wait()
 
     @property
     def connected(self) -> bool:
@@ -448,13 +452,12 @@ class WsSession:
                 return "connection lost"
 
     def _deliver(self, ts_recv_ns: int, data: bytes, queue: asyncio.Queue[Frame]) -> None:
-        if self._gap_due:
-            # The marker and the frame go in together, so the consumer sees the gap in place.
+        if self._gap_reason is not None:
+            # Marker and frame go in together, so the marker sits exactly where the gap is.
             if queue.maxsize and queue.qsize() + 2 > queue.maxsize:
                 self._overflow(queue)
                 return
-            queue.put_nowait((ts_recv_ns, GAP))
-            self._gap_due = False
+            self._place_gap_marker(ts_recv_ns, queue)
         try:
             queue.put_nowait((ts_recv_ns, data))
         except asyncio.QueueFull:
@@ -465,6 +468,8 @@ class WsSession:
 
     def _overflow(self, queue: asyncio.Queue[Frame]) -> None:
         self.stats.overflows += 1
+        if self._gap_marker is not None and self._gap_reason is None:
+            self._gap_reason = f"consumer queue full ({queue.maxsize} frames)"
         if not self._overflowing:
             self._overflowing = True
             self._log.warning(
@@ -474,9 +479,21 @@ class WsSession:
 
     def _data_lost(self, reason: str) -> None:
         self.stats.data_losses += 1
-        self._gap_due = self._cfg.gap_markers
-        if self._on_data_lost is not None:
-            self._notify(self._on_data_lost, reason)
+        if self._gap_marker is not None and self._gap_reason is None:
+            self._gap_reason = reason
+            if not self._queue.full():  # place it now; otherwise before the next frame
+                self._place_gap_marker(self._clock.now_ns(), self._queue)
+        self._notify(self._on_data_lost, reason)
+
+    def _place_gap_marker(self, ts_recv_ns: int, queue: asyncio.Queue[Frame]) -> None:
+        assert self._gap_marker is not None and self._gap_reason is not None
+        reason, self._gap_reason = self._gap_reason, None
+        try:
+            marker = self._gap_marker(reason)
+        except Exception:  # noqa: BLE001 - a consumer bug must not kill the feed
+            self._log.exception("ws.gap_marker_failed")
+            return
+        queue.put_nowait((ts_recv_ns, marker))
 
     def _notify(self, callback: Callable[..., None] | None, *args: str) -> None:
         if callback is None:

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from engine.clock import LiveClock
 from exchange.binance.urls import ConnectionSpec
-from exchange.ws import GAP, ConnectAttemptLimiter, OutgoingBudget, WsConfig, WsSession
+from exchange.ws import ConnectAttemptLimiter, OutgoingBudget, WsConfig, WsSession
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.04, "watchdog_interval_s": 0.02}
 
@@ -221,7 +221,7 @@ async def running(session: WsSession) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
-        session.close()
+        await asyncio.wait_for(session.close(), 10)  # returns once run() has finished
         await asyncio.wait_for(task, 10)
 
 
@@ -233,7 +233,16 @@ def drain(queue: asyncio.Queue) -> list[tuple[int, bytes]]:
 
 
 def seqs(items: list[tuple[int, bytes]]) -> list[int]:
-    return [json.loads(p)["data"]["seq"] for _, p in items if p and b"seq" in p]
+    return [json.loads(p)["data"]["seq"] for _, p in items if isinstance(p, bytes) and b"seq" in p]
+
+
+def gap(reason: str) -> tuple[str, str]:
+    """Gap marker factory handed to the session: a value no frame can be confused with."""
+    return ("gap", reason)
+
+
+def markers(items: list[tuple[int, object]]) -> list[object]:
+    return [p for _, p in items if not isinstance(p, bytes)]
 
 
 def spec(server: FakeBinance, *streams: str) -> ConnectionSpec:
@@ -323,20 +332,19 @@ async def test_abrupt_closes_reconnect_with_callbacks_and_gap_markers() -> None:
     async with FakeBinance(flaky) as server:
         queue: asyncio.Queue = asyncio.Queue()
         session = WsSession(
-            spec(server), queue, LiveClock(), config=WsConfig(**FAST), **events.kwargs()
+            spec(server),
+            queue,
+            LiveClock(),
+            config=WsConfig(**FAST),
+            gap_marker=gap,
+            **events.kwargs(),
         )
         async with running(session):
             await eventually(lambda: queue.qsize() >= 7, "four connections' frames")
         items = drain(queue)
-    assert [p if p == GAP else json.loads(p)["data"]["seq"] for _, p in items] == [
-        1,
-        GAP,
-        2,
-        GAP,
-        3,
-        GAP,
-        4,
-    ]
+    shape = ["gap" if isinstance(p, tuple) else json.loads(p)["data"]["seq"] for _, p in items]
+    assert shape == [1, "gap", 2, "gap", 3, "gap", 4]
+    assert all(reason.startswith("disconnected: ") for _, reason in markers(items))
     assert events.kinds() == ["connected"] + ["disconnected", "data_lost", "connected"] * 3
     assert session.stats.reconnects == 3
     assert session.stats.data_losses == 3
@@ -447,7 +455,12 @@ async def test_server_shutdown_rotates_with_overlap_and_loses_nothing(shutdown_f
     async with FakeBinance(join_broadcast) as server:
         queue: asyncio.Queue = asyncio.Queue()
         session = WsSession(
-            spec(server), queue, LiveClock(), config=WsConfig(**FAST), **events.kwargs()
+            spec(server),
+            queue,
+            LiveClock(),
+            config=WsConfig(**FAST),
+            gap_marker=gap,
+            **events.kwargs(),
         )
         async with running(session):
             await eventually(lambda: bool(server.live), "first connection")
@@ -465,7 +478,7 @@ async def test_server_shutdown_rotates_with_overlap_and_loses_nothing(shutdown_f
     got = seqs(items)
     assert set(range(1, max(got) + 1)) <= set(got)  # duplicates allowed, gaps not
     assert shutdown_frame.encode() in [p for _, p in items]
-    assert GAP not in [p for _, p in items]
+    assert markers(items) == []
     assert events.kinds() == ["connected"]
     assert session.stats.rotations == 1 and session.stats.reconnects == 0
 
@@ -475,7 +488,9 @@ async def test_rotation_by_max_lifetime_overlaps_connections() -> None:
     async with FakeBinance(join_broadcast) as server:
         queue: asyncio.Queue = asyncio.Queue()
         config = WsConfig(rotate_after_s=0.15, **FAST)
-        session = WsSession(spec(server), queue, LiveClock(), config=config, **events.kwargs())
+        session = WsSession(
+            spec(server), queue, LiveClock(), config=config, gap_marker=gap, **events.kwargs()
+        )
         async with running(session):
             feed = asyncio.create_task(server.broadcast())
             await eventually(lambda: ("closed", 2) in server.events, "two rotations")
@@ -487,6 +502,7 @@ async def test_rotation_by_max_lifetime_overlaps_connections() -> None:
     assert opens[:3] == [1, 2, 3]
     got = seqs(items)
     assert set(range(min(got), max(got) + 1)) <= set(got)
+    assert markers(items) == []
     assert events.kinds() == ["connected"]
     assert session.stats.rotations >= 2 and session.stats.reconnects == 0
 
@@ -506,7 +522,12 @@ async def test_full_queue_drops_frames_reports_loss_once_and_marks_the_gap() -> 
     async with FakeBinance(burst) as server:
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         session = WsSession(
-            spec(server), queue, LiveClock(), config=WsConfig(**FAST), **events.kwargs()
+            spec(server),
+            queue,
+            LiveClock(),
+            config=WsConfig(**FAST),
+            gap_marker=gap,
+            **events.kwargs(),
         )
         async with running(session):
             await eventually(lambda: session.stats.overflows == 6, "six overflows")
@@ -515,7 +536,8 @@ async def test_full_queue_drops_frames_reports_loss_once_and_marks_the_gap() -> 
             await eventually(lambda: queue.qsize() == 3, "frames after the gap")
             second = drain(queue)
     assert seqs(first) == [1, 2, 3, 4]
-    assert second[0][1] == GAP and seqs(second) == [11, 12]
+    assert second[0][1] == ("gap", "consumer queue full (4 frames)")
+    assert seqs(second) == [11, 12]
     assert events.kinds() == ["connected", "data_lost"]
     assert "queue full" in events.log[1][1]
     assert session.stats.frames == 12
@@ -658,3 +680,29 @@ async def test_outgoing_budget_spacing_by_hand() -> None:
     await asyncio.wait_for(task, 1)
     # 5 per second allowed in any closed 1 s window: one every 250 ms
     assert granted == [0, 250_000_000, 500_000_000, 750_000_000, 1_000_000_000, 1_250_000_000]
+
+
+async def test_close_before_run_makes_run_return_at_once() -> None:
+    session = WsSession(ConnectionSpec("ws://127.0.0.1:9/x", "", ()), asyncio.Queue(), LiveClock())
+    await session.close()
+    await asyncio.wait_for(session.run(), 5)
+    assert session.stats.connects == 0
+
+
+async def test_without_gap_marker_only_frames_reach_the_queue() -> None:
+    async def one_frame_then_close(server: FakeBinance, conn: ServerConn) -> None:
+        await conn.ws.send_str(trade(conn.index))
+        if conn.index == 1:
+            await conn.ws.close()
+        await conn.peer_closed.wait()
+
+    events = Recorder()
+    async with FakeBinance(one_frame_then_close) as server:
+        queue: asyncio.Queue = asyncio.Queue()
+        session = WsSession(
+            spec(server), queue, LiveClock(), config=WsConfig(**FAST), **events.kwargs()
+        )
+        async with running(session):
+            await eventually(lambda: queue.qsize() == 2, "two frames")
+    assert seqs(drain(queue)) == [1, 2]
+    assert events.kinds() == ["connected", "disconnected", "data_lost", "connected"]
