@@ -38,7 +38,7 @@ QUEUE_HIGH_WATER = 2048  # frames queued before the replay waits for this connec
 QUEUE_LOW_WATER = 256
 CLOSE_TIMEOUT_S = 2.0
 _PUBLIC_FUTURES_RE = re.compile(
-    r"^(?:[a-z0-9_]+@(?:depth\d*(?:@\d+ms)?|bookTicker|trade)|!bookTicker)$"
+    r"^(?:[a-z0-9_]+@(?:(?:rpiD|d)epth\d*(?:@\d+ms)?|bookTicker|trade)|!bookTicker)$"
 )
 
 
@@ -176,8 +176,9 @@ class Connection:
             window.popleft()
         return len(window) <= limit_per_s
 
-    def note_pong(self, payload: bytes) -> None:
+    def note_pong(self, payload: bytes | bytearray) -> None:
         """Settle the ping this pong echoes (and every earlier one)."""
+        payload = bytes(payload)
         if payload in self._pings:
             deadline = self._pings[payload]
             self._pings = {p: d for p, d in self._pings.items() if d > deadline}

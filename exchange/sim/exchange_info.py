@@ -2,8 +2,8 @@
 
 Real entries come from ``../shared/data/binance-rest/*.json`` (read at runtime, never copied).
 A symbol missing there gets a realistic entry whose PRICE_FILTER tickSize and LOT_SIZE stepSize
-are the coarsest grids every price and quantity on the tape sits on (the GCD of the recorded
-values), which is what the exchange's filters must have been.
+are inferred from the tape: the tick is the coarsest grid every recorded price sits on (their
+GCD); the step is the coarsest power of ten nearly every quantity sits on (see infer_step).
 
 Only the symbols the simulator serves are listed: an engine asking for anything else gets -1121,
 as it would for a delisted symbol.
@@ -52,7 +52,7 @@ def futures_depth_weight(limit: int) -> int:
 
 
 def infer_increment(values: Iterable[str]) -> Decimal | None:
-    """Return the coarsest decimal grid all non-zero values lie on (GCD), None without values."""
+    """Return the coarsest grid all non-zero values lie on (their GCD), None without values."""
     scaled: list[tuple[int, int]] = []
     for text in values:
         whole, _, frac = text.partition(".")
@@ -66,6 +66,25 @@ def infer_increment(values: Iterable[str]) -> Decimal | None:
     for number, d in scaled:
         g = math.gcd(g, number * 10 ** (decimals - d))
     return (Decimal(g) / (Decimal(10) ** decimals)).normalize()
+
+
+def infer_step(values: Iterable[str], coverage: float = 0.995) -> Decimal | None:
+    """Return the coarsest power-of-ten grid at least `coverage` of the non-zero values lie on.
+
+    Book quantities are sums of orders and nearly all sit on LOT_SIZE's step, but a few dust
+    levels do not (spot BTCUSDT 2024: 99.99 % on 0.00001, the rest on 0.000001), so a strict
+    GCD would report a step finer than the exchange's.
+    """
+    decimals_needed: list[int] = []
+    for text in values:
+        whole, _, frac = text.partition(".")
+        if int(whole + frac):
+            decimals_needed.append(len(frac.rstrip("0")))
+    if not decimals_needed:
+        return None
+    decimals_needed.sort()
+    index = min(len(decimals_needed) - 1, math.ceil(coverage * len(decimals_needed)) - 1)
+    return Decimal(1).scaleb(-decimals_needed[index])
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
@@ -188,7 +207,7 @@ class ExchangeInfoCatalog:
     def _synthesize(self, market: Market, symbol: str) -> dict:
         prices, qtys = self._samples(market, symbol)
         tick = infer_increment(prices) or Decimal("0.01")
-        step = infer_increment(qtys) or Decimal("0.001")
+        step = infer_step(qtys) or Decimal("0.001")
         return synthesize_entry(market, symbol, tick, step)
 
     def _samples(self, market: Market, symbol: str) -> tuple[list[str], list[str]]:

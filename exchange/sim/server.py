@@ -93,6 +93,8 @@ class SimServer:
         self._start_task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._finished = asyncio.Event()
+        self._running = asyncio.Event()  # cleared by pause()
+        self._running.set()
         self._explicit_start = False
         self._hold_until_ns = 0
         self._stall_until_ns = 0
@@ -160,6 +162,14 @@ class SimServer:
         """Start the replay now instead of waiting for the first subscription."""
         self._explicit_start = True
         self._started.set()
+
+    def pause(self) -> None:
+        """Hold the replay before its next frame (connections and REST keep working)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue a paused replay where it stopped, without a catch-up burst."""
+        self._running.set()
 
     async def wait_finished(self) -> None:
         """Wait until the replay has emitted the last frame (never returns with loop=True)."""
@@ -325,6 +335,11 @@ class SimServer:
                 tape0 += ts - prev_ts - self._max_idle_ns  # skip long silences between tapes
                 self._anchor = (mono0, tape0)
             prev_ts = ts
+            if not self._running.is_set():
+                paused_at = clock.monotonic_ns()
+                await self._running.wait()
+                mono0 += clock.monotonic_ns() - paused_at
+                self._anchor = (mono0, tape0)
             while True:
                 now = clock.monotonic_ns()
                 due = now if self._inf else mono0 + int((ts - tape0) / self.speed)
