@@ -133,16 +133,16 @@ class _OpenRow:
     """Trade aggregates of one not-yet-closed second that has at least one trade."""
 
     __slots__ = (
-        "ts",
-        "open",
+        "buy_volume",
+        "close",
         "high",
         "low",
-        "close",
-        "volume",
+        "open",
         "quote_volume",
-        "trades",
-        "buy_volume",
         "sell_volume",
+        "trades",
+        "ts",
+        "volume",
     )
 
     def __init__(self, ts: int, price: float) -> None:
@@ -240,7 +240,7 @@ class SymbolFolder:
                 row.sell_volume += qty
             else:
                 row.buy_volume += qty
-        if ts_trade_ms > self._trade_wm_ms:
+        if ts_trade_ms > self._trade_wm_ms:  # noqa: PLR1730 (an `if` beats max() per trade)
             self._trade_wm_ms = ts_trade_ms
         self._see_exchange_time(trade.ts_event_ms)
         return self._close_due() if self._started else 0
@@ -262,7 +262,7 @@ class SymbolFolder:
             self._pending_depth_ms = second_ms
         # The book is about to change: whatever was recorded for the pending second is stale.
         self._pending_sampled = False
-        if ts_event_ms > self._depth_wm_ms:
+        if ts_event_ms > self._depth_wm_ms:  # noqa: PLR1730 (hot path, as in on_trade)
             self._depth_wm_ms = ts_event_ms
         self._see_exchange_time(ts_event_ms)
         return self._close_due() if self._started else 0
@@ -321,19 +321,19 @@ class SymbolFolder:
         """Fold exchange times and book samples of seconds before `second_ms` into carries."""
         by_second = self._max_e_by_second
         for s in [s for s in by_second if s < second_ms]:
-            e = by_second.pop(s)
-            if e > self._max_e_closed:
-                self._max_e_closed = e
+            self._max_e_closed = max(self._max_e_closed, by_second.pop(s))
         samples = self._samples
         while samples and samples[0][0] < second_ms:
             self._book_cols = _book_columns(samples.popleft()[1])
 
     def _see_exchange_time(self, ts_ms: int) -> None:
-        if ts_ms > self._exchange_ms:
+        # Called for every frame: plain `if`s are cheaper than max() here.
+        if ts_ms > self._exchange_ms:  # noqa: PLR1730
             self._exchange_ms = ts_ms
         second_ms = ts_ms - ts_ms % _SECOND_MS
         if self._started and second_ms < self._next_close_ms:
-            if ts_ms > self._max_e_closed:
+            # A frame of an already closed second: it only matters to later rows' stale_ms.
+            if ts_ms > self._max_e_closed:  # noqa: PLR1730
                 self._max_e_closed = ts_ms
             return
         by_second = self._max_e_by_second
@@ -429,10 +429,8 @@ class SymbolFolder:
         if candle is None:
             candle = self._candle = [minute_ms, o, h, low, c, 0.0, 0.0, 0, 0.0, 0, _NAN, _NAN]
         else:
-            if h > candle[2]:
-                candle[2] = h
-            if low < candle[3]:
-                candle[3] = low
+            candle[2] = max(candle[2], h)
+            candle[3] = min(candle[3], low)
             candle[4] = c
         candle[5] += volume
         candle[6] += quote_volume
@@ -445,6 +443,7 @@ class SymbolFolder:
             self._close_candle()
 
     def _close_candle(self) -> None:
+        assert self._candle is not None
         ts, o, h, low, c, volume, quote_volume, trades, buy, seconds, bid100, ask100 = self._candle
         vwap = quote_volume / volume if volume > 0 else c
         self.candles.append_row(

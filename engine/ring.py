@@ -21,7 +21,7 @@ ColumnSchema = Mapping[str, Any]  # ordered column name -> numpy dtype (anything
 class ColumnRing:
     """Keep the last `capacity` rows of a fixed set of typed columns."""
 
-    __slots__ = ("_capacity", "_names", "_index", "_arrays", "_head", "_size", "_total")
+    __slots__ = ("_arrays", "_capacity", "_head", "_index", "_names", "_size", "_total")
 
     def __init__(self, columns: ColumnSchema, capacity: int) -> None:
         if capacity <= 0:
