@@ -272,6 +272,18 @@ class SymbolFolder:
         self._see_exchange_time(ts_ms)
         return self._close_due() if self._started else 0
 
+    def advance_exchange_time(self, ts_ms: int) -> int:
+        """Move exchange time on from another symbol's frame; return rows closed.
+
+        Lets a quiet symbol's rows close on the grace deadline without counting as its own
+        activity: `stale_ms` only looks at this symbol's frames.
+        """
+        if ts_ms > self._exchange_ms:
+            self._exchange_ms = ts_ms
+            if self._started:
+                return self._close_due()
+        return 0
+
     def note_resync(self, ts_ms: int) -> None:
         """Count a book gap/resync in the row of its second (or the next row to close)."""
         second_ms = ts_ms - ts_ms % _SECOND_MS

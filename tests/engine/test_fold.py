@@ -360,6 +360,18 @@ def test_stale_ms_uses_every_frame_time_before_the_end_of_the_second() -> None:
     assert feed.rows()["stale_ms"].tolist() == [600, 1600, 2600, 700]
 
 
+def test_other_symbols_time_closes_rows_without_counting_as_activity() -> None:
+    feed = Feed(grace_ms=500)
+    feed.trade(1, S + 100, 1.0, 1.0)
+    assert feed.folder.advance_exchange_time(S + 1499) == 0
+    assert feed.folder.advance_exchange_time(S + 2600) == 2  # rows S and S+1000 on grace
+    assert feed.folder.advance_exchange_time(S + 2000) == 0  # never moves backwards
+    rows = feed.rows()
+    assert rows["stale_ms"].tolist() == [900, 1900]  # only the trade at S+100 was this symbol's
+    assert feed.folder.flush() == 1  # up to the second of S+2600
+    assert feed.rows()["stale_ms"].tolist() == [900, 1900, 2900]
+
+
 def test_stale_ms_when_nothing_was_seen_before_the_end_of_the_second() -> None:
     feed = Feed()
     feed.trade(1, S + 900, 1.0, 1.0, ts_event_ms=S + 1200)  # its frame time is in S+1000
@@ -459,7 +471,7 @@ def test_rows_ring_wraps_without_growing() -> None:
 
 @dataclass
 class Ev:
-    kind: str  # "trade" | "depth" | "time" | "resync"
+    kind: str  # "trade" | "depth" | "time" (own frame) | "clock" (other symbol) | "resync"
     ts_event_ms: int
     trade: TradePrinted | None = None
     state: BookSample | None = None
@@ -514,7 +526,8 @@ def reference(events: list[Ev], grace_ms: int) -> tuple[pd.DataFrame, pd.DataFra
                 resync_in[max(sec, closed_upto)] += 1
             continue
         exchange = max(exchange, ev.ts_event_ms)
-        frame_times.append((i, ev.ts_event_ms))
+        if ev.kind != "clock":
+            frame_times.append((i, ev.ts_event_ms))
         while closed_upto is not None and row_due(closed_upto):
             close_index[closed_upto] = i
             closed_upto += 1000
@@ -647,6 +660,9 @@ def event_sequences(draw: st.DrawFn) -> tuple[list[Ev], int]:
     for _ in range(draw(st.integers(0, 4))):
         when = start + draw(st.integers(-2000, 60_000))
         keyed.append((when + draw(st.integers(0, 500)), len(keyed), Ev("time", when)))
+    for _ in range(draw(st.integers(0, 4))):
+        when = start + draw(st.integers(-2000, 60_000))
+        keyed.append((when, len(keyed), Ev("clock", when)))
     for _ in range(draw(st.integers(0, 3))):
         when = start + draw(st.integers(-2000, 60_000))
         keyed.append((when, len(keyed), Ev("resync", when)))
@@ -666,6 +682,8 @@ def run_folder(events: list[Ev], grace_ms: int) -> tuple[Feed, list[pd.DataFrame
             returned += feed.depth(ev.ts_event_ms, ev.state)
         elif ev.kind == "time":
             returned += feed.folder.on_exchange_time(ev.ts_event_ms)
+        elif ev.kind == "clock":
+            returned += feed.folder.advance_exchange_time(ev.ts_event_ms)
         else:
             feed.folder.note_resync(ev.ts_event_ms)
         if i % 7 == 0:
@@ -686,7 +704,7 @@ def assert_frames_equal(have: pd.DataFrame, want: pd.DataFrame) -> None:
             assert h.tolist() == w.tolist(), col
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_sequences())
 def test_rows_and_candles_equal_brute_force_reference(case: tuple[list[Ev], int]) -> None:
     events, grace_ms = case
