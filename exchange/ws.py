@@ -150,7 +150,6 @@ class WsStats:
     pings_answered: int = 0
     messages_sent: int = 0
     connect_failures: int = 0
-    last_frame_ns: dict[str, int] = field(default_factory=dict)  # monotonic, per stream
 
 
 class _Conn:
@@ -245,10 +244,14 @@ class WsSession:
                 self._tg = tg
                 self._spawn(self._watchdog_loop())
                 self._start_connect(0.0)
-                await self._close_requested.wait()
-                self._closing = True
-                for task in list(self._tasks):
-                    task.cancel()
+                try:
+                    await self._close_requested.wait()
+                finally:
+                    # Also on cancellation of run(): before the group cancels the readers, so
+                    # their clean-up does not read shutdown as a connection loss.
+                    self._closing = True
+                    for task in list(self._tasks):
+                        task.cancel()
         finally:
             self._closing = True
             if owns_http:
@@ -297,15 +300,19 @@ class WsSession:
             if conn is not None:
                 self._send_control(conn, "UNSUBSCRIBE", gone)
 
-    def stats_fields(self) -> dict[str, Any]:
-        """Return the counters as flat fields for the heartbeat log line."""
-        self.stats.last_frame_ns = {
+    def last_frame_ns(self) -> dict[str, int]:
+        """Return the monotonic time of the last delivered frame per stream ('raw' if unnamed)."""
+        return {
             name.decode(errors="replace") or self.spec.route or "raw": ts
             for name, ts in self._last_frame_ns.items()
         }
-        counters = {f.name: getattr(self.stats, f.name) for f in dataclasses.fields(self.stats)}
-        counters["connected"] = self.connected
-        return counters
+
+    def stats_fields(self) -> dict[str, Any]:
+        """Return counters and per-stream last-frame times as fields for the heartbeat log line."""
+        fields = {f.name: getattr(self.stats, f.name) for f in dataclasses.fields(self.stats)}
+        fields["connected"] = self.connected
+        fields["last_frame_ns"] = self.last_frame_ns()
+        return fields
 
     # ---------------------------------------------------------------- tasks
 

@@ -706,3 +706,76 @@ async def test_without_gap_marker_only_frames_reach_the_queue() -> None:
             await eventually(lambda: queue.qsize() == 2, "two frames")
     assert seqs(drain(queue)) == [1, 2]
     assert events.kinds() == ["connected", "disconnected", "data_lost", "connected"]
+
+
+async def test_old_connection_dying_mid_rotation_hands_over_and_reports_the_loss() -> None:
+    release = asyncio.Event()
+
+    async def shutdown_then_die(server: FakeBinance, conn: ServerConn) -> None:
+        if conn.index == 1:
+            await conn.ws.send_str(trade(1))
+            await conn.ws.send_str('{"e":"serverShutdown","E":1}')
+            await eventually(lambda: len(server.conns) == 2, "replacement opened")
+            assert conn.request.transport is not None
+            conn.request.transport.abort()
+            return
+        await release.wait()  # the replacement stays quiet until the client saw the old one die
+        await conn.ws.send_str(trade(2))
+        await conn.peer_closed.wait()
+
+    events = Recorder()
+    async with FakeBinance(shutdown_then_die) as server:
+        queue: asyncio.Queue = asyncio.Queue()
+        session = WsSession(
+            spec(server),
+            queue,
+            LiveClock(),
+            config=WsConfig(**FAST),
+            gap_marker=gap,
+            **events.kwargs(),
+        )
+        async with running(session):
+            await eventually(lambda: "disconnected" in events.kinds(), "old connection lost")
+            release.set()
+            await eventually(lambda: len(seqs(list(queue._queue))) == 2, "frame from new socket")
+        items = drain(queue)
+    assert len(server.conns) == 2  # handed over, no third connection
+    assert events.kinds() == ["connected", "disconnected", "data_lost", "connected"]
+    shape = ["gap" if isinstance(p, tuple) else p for _, p in items]
+    assert shape == [trade(1).encode(), b'{"e":"serverShutdown","E":1}', "gap", trade(2).encode()]
+    assert session.stats.rotations == 0 and session.stats.reconnects == 1
+
+
+async def test_replacement_that_delivers_nothing_is_abandoned_and_retried() -> None:
+    async def second_is_mute(server: FakeBinance, conn: ServerConn) -> None:
+        if conn.index == 2:
+            await conn.peer_closed.wait()
+        else:
+            await join_broadcast(server, conn)
+
+    events = Recorder()
+    async with FakeBinance(second_is_mute) as server:
+        queue: asyncio.Queue = asyncio.Queue()
+        config = WsConfig(connection_timeout_s=0.2, **FAST)
+        session = WsSession(
+            spec(server), queue, LiveClock(), config=config, gap_marker=gap, **events.kwargs()
+        )
+        async with running(session):
+            await eventually(lambda: bool(server.live), "first connection")
+            feed = asyncio.create_task(
+                server.broadcast(shutdown_after=10, shutdown_frame='{"e":"serverShutdown"}')
+            )
+            await eventually(lambda: ("closed", 1) in server.events, "old connection closed")
+            feed.cancel()
+        items = drain(queue)
+    assert server.events[:5] == [
+        ("open", 1),
+        ("open", 2),
+        ("closed", 2),
+        ("open", 3),
+        ("closed", 1),
+    ]
+    got = seqs(items)
+    assert set(range(1, max(got) + 1)) <= set(got)
+    assert markers(items) == [] and events.kinds() == ["connected"]
+    assert session.stats.rotations == 1
