@@ -11,6 +11,7 @@ clients): the exchange's book moved even if a client did not hear about it.
 
 from __future__ import annotations
 
+import heapq
 from decimal import Decimal
 
 from engine.model import Market
@@ -25,9 +26,11 @@ def _is_zero(qty: str) -> bool:
 
 
 def _sorted_levels(side: dict[str, str], descending: bool, limit: int | None) -> Levels:
-    keys = sorted(side, key=float, reverse=descending)
-    if limit is not None:
-        keys = keys[:limit]
+    if limit is not None and limit < len(side) // 4:
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        keys = pick(limit, side, key=float)
+    else:
+        keys = sorted(side, key=float, reverse=descending)[:limit]
     return [[price, side[price]] for price in keys]
 
 
@@ -53,6 +56,14 @@ class SimBook:
     @property
     def synced(self) -> bool:
         return self.last_update_id is not None
+
+    @property
+    def served_update_id(self) -> int | None:
+        """Return the lastUpdateId a REST snapshot taken now carries."""
+        if self.last_update_id is not None:
+            return self.last_update_id
+        snap = self.pending_snapshot
+        return None if snap is None else snap.last_update_id
 
     @property
     def pending_snapshot(self) -> Snapshot | None:
@@ -138,9 +149,11 @@ class SimBook:
             _sorted_levels(self.asks, False, limit),
         )
 
-    def levels(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """Return the current (bids, asks) as exact Decimal pairs, best first."""
-        _, bids, asks = self.depth(None)
+    def levels(
+        self, depth: int | None = None
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """Return the current (bids, asks) as exact Decimal pairs, best first, depth per side."""
+        _, bids, asks = self.depth(depth)
         return (
             [(Decimal(p), Decimal(q)) for p, q in bids],
             [(Decimal(p), Decimal(q)) for p, q in asks],

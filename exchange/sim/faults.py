@@ -50,6 +50,8 @@ class FaultTarget(Protocol):
 
     def depth_symbols(self) -> list[str]: ...
 
+    def tape_duration_s(self) -> float: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ScheduledFault:
@@ -140,10 +142,15 @@ class Faults:
         rate_per_min: float,
         kinds: Iterable[str] = RANDOM_KINDS,
         *,
-        duration_s: float,
+        duration_s: float | None = None,
         seed: int | None = None,
     ) -> list[ScheduledFault]:
-        """Draw faults over duration_s tape seconds (Poisson at rate_per_min), deterministic by seed."""
+        """Draw faults over the tape (Poisson at rate_per_min of tape time), deterministic by seed.
+
+        The draw uses `seed`, else the server's seed; duration_s defaults to the tape's length.
+        """
+        if duration_s is None:
+            duration_s = self._target.tape_duration_s()
         kinds = tuple(kinds)
         unknown = set(kinds) - set(RANDOM_KINDS)
         if unknown or not kinds or rate_per_min <= 0:

@@ -202,18 +202,18 @@ class SimServer:
         return self._books.get((market or self.market_of(symbol), symbol))
 
     def book_levels(
-        self, symbol: str, market: Market | None = None
+        self, symbol: str, market: Market | None = None, depth: int | None = None
     ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """Return the simulator's (bids, asks) of a symbol as Decimal pairs, best first."""
         book = self.book_of(symbol, market)
         if book is None:
             raise KeyError(f"no depth data for {symbol}")
-        return book.levels()
+        return book.levels(depth)
 
     def last_update_id(self, symbol: str, market: Market | None = None) -> int | None:
         """Return the id a REST snapshot would carry now (None without depth data)."""
         book = self.book_of(symbol, market)
-        return None if book is None else book.depth(0)[0]
+        return None if book is None else book.served_update_id
 
     def on_depth_sent(self, callback: DepthSentCallback) -> None:
         """Call callback(symbol, final_update_id) after each diff is emitted and applied."""
@@ -252,7 +252,7 @@ class SimServer:
                 "server_time_ms": self.server_time_ms(),
             },
             "books": {
-                f"{m.value}:{s}": {"last_update_id": b.depth(0)[0], "synced": b.synced}
+                f"{m.value}:{s}": {"last_update_id": b.served_update_id, "synced": b.synced}
                 for (m, s), b in sorted(self._books.items())
             },
         }
@@ -286,6 +286,9 @@ class SimServer:
 
     def depth_symbols(self) -> list[str]:
         return sorted({s for _, s in self._books})
+
+    def tape_duration_s(self) -> float:
+        return (self.timeline.end_ns - self.timeline.start_ns) / 1e9
 
     async def _close_later(self, conns: list[Connection], delay_s: float) -> None:
         await self.clock.sleep(delay_s)
@@ -364,29 +367,28 @@ class SimServer:
 
     def _emit(self, frame: Frame) -> None:
         self.counters["frames_replayed"] += 1
-        faults = self.faults
-        symbol = frame.symbol
         depth = frame.depth
-        if depth is not None and symbol is not None:
-            book_key = (frame.market, symbol)
-            book = self._books[book_key]
-            book.apply(depth)
-            for callback in self._depth_callbacks:
-                callback(symbol, depth.final_update_id)
-            if faults.gaps[symbol] > 0:
-                faults.gaps[symbol] -= 1
-                self.counters["frames_gapped"] += 1
-                return
-            if faults.reorders[symbol] > 0 and book_key not in self._held:
-                faults.reorders[symbol] -= 1
-                self._held[book_key] = frame
-                return
+        symbol = frame.symbol
+        if depth is None or symbol is None:
+            self._deliver(frame)
+            return
+        book_key = (frame.market, symbol)
+        self._books[book_key].apply(depth)  # the exchange's book moves even if nobody hears it
+        faults = self.faults
+        if faults.gaps[symbol] > 0:
+            faults.gaps[symbol] -= 1
+            self.counters["frames_gapped"] += 1
+        elif faults.reorders[symbol] > 0 and book_key not in self._held:
+            faults.reorders[symbol] -= 1
+            self._held[book_key] = frame
+        else:
             held = self._held.pop(book_key, None)
             self._deliver(frame)
             if held is not None:
                 self._deliver(held)
-            return
-        self._deliver(frame)
+        # After delivery, so a fault injected from a callback hits the frames that follow.
+        for callback in self._depth_callbacks:
+            callback(symbol, depth.final_update_id)
 
     def _deliver(self, frame: Frame) -> None:
         targets = self._index.get(frame.key)

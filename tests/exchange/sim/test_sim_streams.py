@@ -43,9 +43,12 @@ async def test_combined_stream_frames_arrive_in_order_and_byte_identical(
 ) -> None:
     expected = tape_envelopes(spot_tape)
     streams = "btcusdt@depth@100ms/btcusdt@trade/btcusdt@bookTicker"
-    async with SimServer(spot_timeline, **FAST) as sim, aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{sim.base_ws}/stream?streams={streams}") as ws:
-            received = await read_all(ws)
+    async with (
+        SimServer(spot_timeline, **FAST) as sim,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{sim.base_ws}/stream?streams={streams}") as ws,
+    ):
+        received = await read_all(ws)
     assert len(received) == len(expected) == 41248
     assert received == expected
 
@@ -54,22 +57,21 @@ async def test_raw_stream_carries_the_recorded_data_bytes(
     spot_timeline: Timeline, spot_tape: Path
 ) -> None:
     expected = [data_part(e) for e in tape_envelopes(spot_tape) if b'"btcusdt@trade"' in e[:40]]
-    async with SimServer(spot_timeline, **FAST) as sim, aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{sim.base_ws}/ws/btcusdt@trade") as ws:
-            received = await read_all(ws)
+    async with (
+        SimServer(spot_timeline, **FAST) as sim,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{sim.base_ws}/ws/btcusdt@trade") as ws,
+    ):
+        received = await read_all(ws)
     assert len(received) == 9757
     assert received == expected
 
 
-async def test_two_tapes_merge_by_receive_time(
-    spot_tape: Path, tapes: dict[str, Path]
-) -> None:
+async def test_two_tapes_merge_by_receive_time(spot_tape: Path, tapes: dict[str, Path]) -> None:
     eth = tapes["spot_ethusdt"]
     tagged = [(f.ts_recv_ns, f.payload) for p in (spot_tape, eth) for f in read_tape(p)]
     expected = [
-        payload
-        for _, payload in sorted(tagged, key=lambda t: t[0])
-        if b'@trade"' in payload[:40]
+        payload for _, payload in sorted(tagged, key=lambda t: t[0]) if b'@trade"' in payload[:40]
     ]
     async with SimServer([spot_tape, eth], **FAST) as sim, aiohttp.ClientSession() as http:
         url = f"{sim.base_ws}/stream?streams=btcusdt@trade/ethusdt@trade"
@@ -107,7 +109,12 @@ async def test_futures_streams_deliver_only_on_their_route(usdm_timeline: Timeli
     aggs = [json.loads(m)["data"] for m in results["market_agg"]]
     assert len(aggs) == len(market_trades) > 20000
     for agg, trade in zip(aggs, market_trades, strict=True):
-        assert (agg["p"], agg["q"], agg["T"], agg["m"]) == (trade["p"], trade["q"], trade["T"], trade["m"])
+        assert (agg["p"], agg["q"], agg["T"], agg["m"]) == (
+            trade["p"],
+            trade["q"],
+            trade["T"],
+            trade["m"],
+        )
         assert agg["f"] == agg["l"] == trade["t"]
     assert [a["a"] for a in aggs] == list(range(aggs[0]["a"], aggs[0]["a"] + len(aggs)))
     # The legacy unrouted URL still gets /public data (bookTicker), never /market (aggTrade).
