@@ -30,6 +30,7 @@ BANDS_BPS: tuple[int, int, int, int] = (30, 100, 300, 1000)
 
 _E8 = 10**8  # wire prices have at most 8 decimals
 _MAX_QTY_DECIMALS = 12
+_EXACT_UNITS = 2**53  # integers a float holds exactly
 _NO_LEVEL = -(1 << 80)  # key of the best level of an empty side (below any real key)
 _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
@@ -197,7 +198,8 @@ class OrderBook:
                 raise ValueError(f"{self.symbol}: price {price!r} is not a wire price")
             te8 = math.gcd(te8 if te8 is not None else _E8, units)
             scale = float(10**qd)
-            while floor(qty * scale + 0.5) / scale != qty:
+            # beyond 2**53 units a float quantity is as exact as it gets: stop refining
+            while floor(qty * scale + 0.5) / scale != qty and qty * scale < _EXACT_UNITS:
                 qd += 1
                 if qd > _MAX_QTY_DECIMALS:
                     raise ValueError(f"{self.symbol}: quantity {qty!r} has too many decimals")
@@ -273,7 +275,7 @@ class OrderBook:
         for price, qty in levels:
             key = floor(price * stpu + 0.5)
             n = floor(qty * qs + 0.5)
-            if key / stpu != price or n / qs != qty:
+            if key / stpu != price or (n / qs != qty and n < _EXACT_UNITS):
                 # Off the grid: refine it (rebuilds everything), then replay the whole list;
                 # absolute quantities make replaying the already applied prefix harmless.
                 side.best = best

@@ -189,7 +189,9 @@ class FrameDecoder:
     def __init__(self, market: Market) -> None:
         self.market = market
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_KINDS, 0)
-        self._log = structlog.get_logger("exchange.parse").bind(market=str(market))
+        # Bound only when a line is written (rare), so structlog's configuration at that time
+        # applies even if it changed after this decoder was built.
+        self._log = structlog.get_logger("exchange.parse")
         self._data_decoders: dict[str, msgspec.json.Decoder[Any]] = {
             kind: msgspec.json.Decoder(t, strict=False) for kind, t in _STRUCT_BY_KIND.items()
         }
@@ -379,4 +381,6 @@ class FrameDecoder:
             return
         suppressed = state[1]
         state[0], state[1] = ts_recv_ns, 0
-        self._log.bind(stream=stream).warning(event, reason=reason[:300], suppressed=suppressed)
+        self._log.bind(market=str(self.market), stream=stream).warning(
+            event, reason=reason[:300], suppressed=suppressed
+        )
