@@ -1,14 +1,10 @@
 """Reconnecting websocket session: raw frames into a bounded queue, never a silent gap.
 
-The socket reader only stamps each frame and hands it to the consumer's queue, so a slow consumer
-can never delay a pong (spot drops a client that has not answered a ping within 60 s). Every way
-data can go missing — a full queue, a disconnect, a stall — is reported to the consumer, because
-Binance never replays: the consumer must invalidate and resync its books.
-
-One session serves one ConnectionSpec. Around it: server pings answered by hand (so they also
-prove the server is alive), an outgoing budget on everything written, exponential backoff with
-full jitter, per-stream and per-connection silence watchdogs, and proactive rotation before the
-24 h limit or on `serverShutdown`, overlapping the old and new connection so no frame is lost.
+The reader only stamps frames and queues them, so a slow consumer never delays a pong (spot drops
+a client that has not answered a ping within 60 s). Every loss — full queue, disconnect, stall —
+is reported, because Binance never replays: the consumer must resync its books. Also here:
+hand-made pongs (they prove the server alive), an outgoing budget, backoff with full jitter,
+silence watchdogs, and rotation before 24 h or on `serverShutdown` with overlapping sockets.
 """
 
 from __future__ import annotations
@@ -28,12 +24,8 @@ import aiohttp
 import structlog
 
 from engine.clock import Clock
-from exchange.binance.urls import (
-    MAX_STREAMS_PER_CONNECTION,
-    ConnectionSpec,
-    redact_url,
-    stream_kind,
-)
+from exchange.binance.urls import MAX_STREAMS_PER_CONNECTION as MAX_STREAMS
+from exchange.binance.urls import ConnectionSpec, redact_url, stream_kind
 
 _NS = 1_000_000_000
 _ENVELOPE = b'{"stream"'
@@ -53,9 +45,8 @@ class WsConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     backoff_reset_after_s: float = 60.0  # a connection healthy this long resets the backoff
-    # No data frame and no server ping for this long: the socket is a zombie. Binance pings
-    # every 20 s (spot) / 180 s (USDⓈ-M), so only a connection whose streams always flow may
-    # use less than the ping interval.
+    # No data frame and no server ping for this long: a zombie socket. Binance pings every 20 s
+    # (spot) / 180 s (USDⓈ-M): go below that only if the streams never pause.
     connection_timeout_s: float = 90.0
     # Silence allowed per stream: key is a stream kind ('depth', 'markPrice') or a glob over
     # the stream name ('*@depth@100ms'); None = never stalls (quiet coins' trades).
@@ -69,11 +60,10 @@ class WsConfig:
     max_pending_pongs: int = 16
 
     def __post_init__(self) -> None:
-        if self.max_outgoing_per_s < 1:
-            raise ValueError("max_outgoing_per_s must be >= 1")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-        for name in ("connection_timeout_s", "rotate_after_s", "watchdog_interval_s"):
+        positive = ("max_outgoing_per_s", "connection_timeout_s", "rotate_after_s")
+        for name in (*positive, "watchdog_interval_s", "connect_timeout_s", "send_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         object.__setattr__(self, "stall_timeout_s", MappingProxyType(dict(self.stall_timeout_s)))
@@ -90,27 +80,20 @@ class WsConfig:
 class OutgoingBudget:
     """Pace writes so that any closed one-second window holds at most `per_second` messages.
 
-    Binance's window alignment is unknown, so messages are spaced by at least 1/(per_second-1)
-    s (integer ns): N sends then span >= 1 s and no closed window [t, t+1 s] holds more than N.
-    A burst of one is plenty: pongs come every 20 s and SUBSCRIBE params are batched.
+    Binance's window alignment is unknown: spacing sends by 1/(per_second-1) s keeps any window
+    [t, t+1 s] at <= per_second. No bursts needed: pings come every 20 s, params are batched.
     """
 
     def __init__(self, per_second: int, clock: Clock) -> None:
-        if per_second < 1:
-            raise ValueError("per_second must be >= 1")
         self._spacing_ns = -(-_NS // (per_second - 1)) if per_second > 1 else _NS + 1
         self._clock = clock
-        self._next_allowed_ns: int | None = None
+        self._next_allowed_ns = 0
 
     async def acquire(self) -> None:
         """Wait until one more message may be written, then take its slot."""
-        while True:
-            now = self._clock.monotonic_ns()
-            allowed = self._next_allowed_ns
-            if allowed is None or now >= allowed:
-                self._next_allowed_ns = now + self._spacing_ns
-                return
-            await self._clock.sleep((allowed - now) / _NS)
+        while (wait_ns := self._next_allowed_ns - self._clock.monotonic_ns()) > 0:
+            await self._clock.sleep(wait_ns / _NS)
+        self._next_allowed_ns = self._clock.monotonic_ns() + self._spacing_ns
 
 
 class ConnectAttemptLimiter:
@@ -124,14 +107,13 @@ class ConnectAttemptLimiter:
 
     async def acquire(self) -> None:
         """Wait until another connection attempt fits in the window, then record it."""
-        while True:
-            now = self._clock.monotonic_ns()
-            while self._attempts_ns and now - self._attempts_ns[0] >= self._window_ns:
+        while len(self._attempts_ns) >= self._max_attempts:
+            wait_ns = self._attempts_ns[0] + self._window_ns - self._clock.monotonic_ns()
+            if wait_ns > 0:
+                await self._clock.sleep(wait_ns / _NS)
+            else:
                 self._attempts_ns.popleft()
-            if len(self._attempts_ns) < self._max_attempts:
-                self._attempts_ns.append(now)
-                return
-            await self._clock.sleep((self._attempts_ns[0] + self._window_ns - now) / _NS)
+        self._attempts_ns.append(self._clock.monotonic_ns())
 
 
 @dataclass(slots=True)
@@ -152,23 +134,21 @@ class WsStats:
     connect_failures: int = 0
 
 
+@dataclass(eq=False, slots=True)
 class _Conn:
     """One physical websocket: its tasks, liveness stamps and outbox."""
 
-    def __init__(
-        self, seq: int, ws: aiohttp.ClientWebSocketResponse[Literal[False]], opened_ns: int
-    ) -> None:
-        self.seq = seq
-        self.ws = ws
-        self.opened_ns = opened_ns
-        self.activated_ns: int | None = None
-        self.last_alive_ns = opened_ns  # last data frame or server ping
-        self.outbox: collections.deque[tuple[bool, bytes]] = collections.deque()  # (is_pong, data)
-        self.outbox_ready = asyncio.Event()
-        self.reader: asyncio.Task[None] | None = None
-        self.writer: asyncio.Task[None] | None = None
-        self.end_reason: str | None = None
-        self.stalled = False
+    seq: int
+    ws: aiohttp.ClientWebSocketResponse[Literal[False]]
+    opened_ns: int
+    last_alive_ns: int  # last data frame or server ping
+    activated_ns: int | None = None
+    outbox: collections.deque[tuple[bool, bytes]] = field(default_factory=collections.deque)
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+    writer: asyncio.Task[None] | None = None
+    end_reason: str | None = None
+    stalled: bool = False
 
 
 class WsSession:
@@ -201,6 +181,7 @@ class WsSession:
         self._clock = clock
         self._cfg = config or WsConfig()
         self._http = http
+        self._ws_timeout = aiohttp.ClientWSTimeout(None, self._cfg.close_timeout_s)  # recv, close
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._on_data_lost = on_data_lost
@@ -209,8 +190,6 @@ class WsSession:
         self._rng = rng or random.Random()
         self._log = structlog.get_logger("exchange.ws").bind(conn=name or spec.label)
         self._streams: dict[str, None] = dict.fromkeys(spec.streams)  # ordered set
-        self._watched: list[tuple[bytes, str, int]] = []
-        self._watch_since_ns = 0
         self._rebuild_watch_list()
         self._last_frame_ns: dict[bytes, int] = {}
         self._active: _Conn | None = None
@@ -228,8 +207,6 @@ class WsSession:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # ---------------------------------------------------------------- public API
-
     async def run(self) -> None:
         """Connect and keep connected until close() or cancellation."""
         if self._tg is not None:
@@ -237,8 +214,7 @@ class WsSession:
         if self._closing:
             return  # closed before it ran
         owns_http = self._http is None
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
+        self._http = self._http or aiohttp.ClientSession()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -280,13 +256,10 @@ class WsSession:
         new = [s for s in dict.fromkeys(streams) if s not in self._streams]
         if not new:
             return
-        if len(self._streams) + len(new) > MAX_STREAMS_PER_CONNECTION:
-            raise ValueError(f"more than {MAX_STREAMS_PER_CONNECTION} streams on one connection")
+        if len(self._streams) + len(new) > MAX_STREAMS:
+            raise ValueError(f"more than {MAX_STREAMS} streams on one connection")
         self._streams.update(dict.fromkeys(new))
-        self._rebuild_watch_list()
-        for conn in (self._active, self._pending):
-            if conn is not None:
-                self._send_control(conn, "SUBSCRIBE", new)
+        self._control_all("SUBSCRIBE", new)
 
     def unsubscribe(self, streams: Iterable[str]) -> None:
         """Remove streams (one UNSUBSCRIBE message), also after reconnects."""
@@ -295,26 +268,23 @@ class WsSession:
             return
         for stream in gone:
             del self._streams[stream]
+        self._control_all("UNSUBSCRIBE", gone)
+
+    def _control_all(self, method: str, streams: list[str]) -> None:
         self._rebuild_watch_list()
         for conn in (self._active, self._pending):
             if conn is not None:
-                self._send_control(conn, "UNSUBSCRIBE", gone)
+                self._send_control(conn, method, streams)
 
-    def last_frame_ns(self) -> dict[str, int]:
-        """Return the monotonic time of the last delivered frame per stream ('raw' if unnamed)."""
-        return {
+    def stats_fields(self) -> dict[str, Any]:
+        """Return counters and per-stream last-frame times (monotonic ns) for the heartbeat."""
+        fields = {f.name: getattr(self.stats, f.name) for f in dataclasses.fields(self.stats)}
+        fields["connected"] = self.connected
+        fields["last_frame_ns"] = {
             name.decode(errors="replace") or self.spec.route or "raw": ts
             for name, ts in self._last_frame_ns.items()
         }
-
-    def stats_fields(self) -> dict[str, Any]:
-        """Return counters and per-stream last-frame times as fields for the heartbeat log line."""
-        fields = {f.name: getattr(self.stats, f.name) for f in dataclasses.fields(self.stats)}
-        fields["connected"] = self.connected
-        fields["last_frame_ns"] = self.last_frame_ns()
         return fields
-
-    # ---------------------------------------------------------------- tasks
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         if self._tg is None or self._close_requested.is_set():
@@ -345,29 +315,28 @@ class WsSession:
                     compress=0,
                     max_msg_size=self._cfg.max_msg_bytes,
                     decode_text=False,  # bytes all the way to the consumer's decoder
-                    timeout=aiohttp.ClientWSTimeout(
-                        ws_receive=None, ws_close=self._cfg.close_timeout_s
-                    ),
+                    timeout=self._ws_timeout,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._connecting = False
-            self._on_connect_failed(redact_url(f"{type(exc).__name__}: {exc}"))
+            self.stats.connect_failures += 1
+            self._retry_connect("ws.connect_failed", redact_url(f"{type(exc).__name__}: {exc}"))
             return
         self._connecting = False
         if self._closing:
-            await self._close_ws(_Conn(0, ws, 0))
+            await self._close_ws(ws)
             return
         self._on_opened(ws)
 
-    def _on_connect_failed(self, reason: str) -> None:
-        self.stats.connect_failures += 1
+    def _retry_connect(self, event: str, reason: str, **fields: object) -> None:
         delay_s = self._next_backoff_s()
-        self._log.warning("ws.connect_failed", reason=reason, retry_in_s=round(delay_s, 3))
+        self._log.warning(event, reason=reason, retry_in_s=round(delay_s, 3), **fields)
         self._start_connect(delay_s)
 
     def _on_opened(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
         self._seq += 1
-        conn = _Conn(self._seq, ws, self._clock.monotonic_ns())
+        now_ns = self._clock.monotonic_ns()
+        conn = _Conn(self._seq, ws, opened_ns=now_ns, last_alive_ns=now_ns)
         conn.reader = self._spawn(self._read_loop(conn))
         conn.writer = self._spawn(self._write_loop(conn))
         in_url = set(self.spec.streams)
@@ -398,8 +367,6 @@ class WsSession:
         )
         return self._rng.uniform(0.0, ceiling)  # full jitter
 
-    # ---------------------------------------------------------------- reading
-
     async def _read_loop(self, conn: _Conn) -> None:
         reason = "connection lost"
         try:
@@ -411,11 +378,10 @@ class WsSession:
             self._on_conn_ended(conn)
             if conn.writer is not None:
                 conn.writer.cancel()
-            await self._close_ws(conn)
+            await self._close_ws(conn.ws)
 
     async def _pump(self, conn: _Conn) -> str:
         ws, queue, clock, stats = conn.ws, self._queue, self._clock, self.stats
-        last_frame_ns = self._last_frame_ns
         while True:
             msg = await ws.receive()
             kind = msg.type
@@ -429,10 +395,7 @@ class WsSession:
                     end = data.find(b'"', start, 256) if start else -1
                     stream = data[start:end] if end > 0 else b""
                 elif data.startswith(_CONTROL_REPLIES):
-                    self._log.debug(
-                        "ws.control_reply", seq=conn.seq, reply=data[:200].decode(errors="replace")
-                    )
-                    continue
+                    continue  # replies to SUBSCRIBE/UNSUBSCRIBE: neither data nor a switch
                 else:
                     stream = b""
                 if conn is not self._active:
@@ -441,7 +404,7 @@ class WsSession:
                     self._switch_to(conn)
                 stats.frames += 1
                 stats.bytes += len(data)
-                last_frame_ns[stream] = now_ns
+                self._last_frame_ns[stream] = now_ns
                 if data.find(_SHUTDOWN, 0, _SHUTDOWN_SCAN_BYTES) != -1:
                     self._request_rotation("serverShutdown")
                 self._deliver(clock.now_ns(), data, queue)
@@ -475,14 +438,13 @@ class WsSession:
 
     def _overflow(self, queue: asyncio.Queue[Frame]) -> None:
         self.stats.overflows += 1
+        reason = f"consumer queue full ({queue.maxsize} frames)"
         if self._gap_marker is not None and self._gap_reason is None:
-            self._gap_reason = f"consumer queue full ({queue.maxsize} frames)"
-        if not self._overflowing:
+            self._gap_reason = reason  # every dropped frame needs a marker after it
+        if not self._overflowing:  # ... but one report per episode is enough
             self._overflowing = True
-            self._log.warning(
-                "ws.queue_overflow", maxsize=queue.maxsize, overflows=self.stats.overflows
-            )
-            self._data_lost(f"consumer queue full ({queue.maxsize} frames)")
+            self._log.warning("ws.queue_overflow", maxsize=queue.maxsize)
+            self._data_lost(reason)
 
     def _data_lost(self, reason: str) -> None:
         self.stats.data_losses += 1
@@ -493,38 +455,29 @@ class WsSession:
         self._notify(self._on_data_lost, reason)
 
     def _place_gap_marker(self, ts_recv_ns: int, queue: asyncio.Queue[Frame]) -> None:
-        assert self._gap_marker is not None and self._gap_reason is not None
-        reason, self._gap_reason = self._gap_reason, None
-        try:
-            marker = self._gap_marker(reason)
-        except Exception:  # noqa: BLE001 - a consumer bug must not kill the feed
-            self._log.exception("ws.gap_marker_failed")
-            return
-        queue.put_nowait((ts_recv_ns, marker))
+        reason, self._gap_reason = self._gap_reason or "", None
+        marker = self._notify(self._gap_marker, reason)
+        if marker is not None:
+            queue.put_nowait((ts_recv_ns, marker))
 
-    def _notify(self, callback: Callable[..., None] | None, *args: str) -> None:
+    def _notify(self, callback: Callable[..., object] | None, *args: str) -> object:
         if callback is None:
-            return
+            return None
         try:
-            callback(*args)
+            return callback(*args)
         except Exception:  # noqa: BLE001 - a consumer bug must not kill the feed
             self._log.exception("ws.callback_failed", callback=getattr(callback, "__name__", "?"))
-
-    # ---------------------------------------------------------------- writing
+            return None
 
     def _queue_pong(self, conn: _Conn, payload: bytes) -> None:
-        pongs = sum(1 for is_pong, _ in conn.outbox if is_pong)
-        if pongs >= self._cfg.max_pending_pongs:
-            # Only a flood of pings gets here; the newest pings are the ones the server awaits.
-            for i, (is_pong, _) in enumerate(conn.outbox):
-                if is_pong:
-                    del conn.outbox[i]
-                    break
+        if sum(is_pong for is_pong, _ in conn.outbox) >= self._cfg.max_pending_pongs:
+            # Only a ping flood gets here; the newest pings are the ones the server awaits.
+            conn.outbox.remove(next(item for item in conn.outbox if item[0]))
         conn.outbox.append((True, payload))
         conn.outbox_ready.set()
 
     def _send_control(self, conn: _Conn, method: str, streams: list[str]) -> None:
-        self._message_id += 1
+        self._message_id += 1  # all params in one message: each message costs budget
         body = json.dumps({"method": method, "params": streams, "id": self._message_id})
         conn.outbox.append((False, body.encode()))
         conn.outbox_ready.set()
@@ -539,18 +492,12 @@ class WsSession:
             is_pong, data = conn.outbox.popleft()
             try:
                 async with asyncio.timeout(self._cfg.send_timeout_s):
-                    if is_pong:
-                        await conn.ws.pong(data)
-                    else:
-                        await conn.ws.send_str(data.decode())
+                    await (conn.ws.pong(data) if is_pong else conn.ws.send_str(data.decode()))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self._drop(conn, f"send failed: {type(exc).__name__}: {exc}")
                 return
             self.stats.messages_sent += 1
-            if is_pong:
-                self.stats.pings_answered += 1
-
-    # ---------------------------------------------------------------- state changes
+            self.stats.pings_answered += is_pong
 
     def _drop(self, conn: _Conn, reason: str) -> None:
         """End a connection; its reader's cleanup performs the state change."""
@@ -560,9 +507,7 @@ class WsSession:
             conn.reader.cancel()
 
     def _switch_to(self, new: _Conn) -> None:
-        old = self._active
-        self._pending = None
-        self._active = new
+        old, self._active, self._pending = self._active, new, None
         new.activated_ns = self._clock.monotonic_ns()
         self.stats.rotations += 1
         self._log.info("ws.rotated", seq=new.seq, reason=self._rotation_reason)
@@ -583,11 +528,7 @@ class WsSession:
             return
         if conn is self._pending:
             self._pending = None
-            delay_s = self._next_backoff_s()
-            self._log.warning(
-                "ws.rotation_failed", seq=conn.seq, reason=reason, retry_in_s=round(delay_s, 3)
-            )
-            self._start_connect(delay_s)
+            self._retry_connect("ws.rotation_failed", reason, seq=conn.seq)
             return
         if conn is not self._active:
             return  # rotated out as planned
@@ -596,32 +537,29 @@ class WsSession:
         healthy_ns = now_ns - (conn.activated_ns or now_ns)
         if not conn.stalled and healthy_ns >= self._cfg.backoff_reset_after_s * _NS:
             self._failures = 0
-        self._log.warning("ws.disconnected", seq=conn.seq, reason=reason)
         self._notify(self._on_disconnected, reason)
         self._data_lost(f"disconnected: {reason}")
+        self._rotation_reason = None
         if self._pending is not None:
             # The old socket died mid-rotation: take the new one now; its first frames may
             # start after the old one's last.
+            self._log.warning("ws.disconnected", seq=conn.seq, reason=reason)
             pending, self._pending = self._pending, None
-            self._rotation_reason = None
             self._activate(pending)
             return
-        self._rotation_reason = None
-        self._start_connect(self._next_backoff_s())
+        self._retry_connect("ws.disconnected", reason, seq=conn.seq)
 
-    async def _close_ws(self, conn: _Conn) -> None:
-        if conn.ws.closed:
+    async def _close_ws(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
+        if ws.closed:
             return
         try:
             async with asyncio.timeout(self._cfg.close_timeout_s):
-                await conn.ws.close()
+                await ws.close()
         except (aiohttp.ClientError, OSError, TimeoutError):
             pass  # the socket is being discarded either way
 
-    # ---------------------------------------------------------------- watchdog
-
     def _rebuild_watch_list(self) -> None:
-        watched = []
+        watched: list[tuple[bytes, str, int]] = []
         for stream in self._streams:
             seconds = self._cfg.stall_timeout_for(stream)
             if seconds is not None:
@@ -637,8 +575,8 @@ class WsSession:
     def _check_health(self, now_ns: int) -> None:
         pending = self._pending
         conn_timeout_ns = int(self._cfg.connection_timeout_s * _NS)
-        if pending is not None and now_ns - pending.last_alive_ns > conn_timeout_ns:
-            self._drop(pending, "new connection delivered nothing")
+        if pending is not None and now_ns - pending.opened_ns > conn_timeout_ns:
+            self._drop(pending, "new connection delivered no data")  # pings alone do not count
         conn = self._active
         if conn is None:
             return
