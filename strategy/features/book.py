@@ -80,6 +80,10 @@ class BookFeature:
     def history(self) -> int:
         return self.flow_window if self.lookback else 0
 
+    @property
+    def column_lookbacks(self) -> tuple[int, ...]:
+        return tuple(self.flow_window - 1 if c.startswith("flow_") else 0 for c in self.columns)
+
     def batch(self, data: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Compute every column over whole input arrays."""
         out: list[np.ndarray] = []

@@ -137,6 +137,10 @@ class CustomFeature:
     def history(self) -> int:
         return self.lookback + 1
 
+    @property
+    def column_lookbacks(self) -> tuple[int, ...]:
+        return (self.lookback,) * len(self.columns)
+
     def batch(self, data: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Call the function on the whole frame and check what it returns."""
         n = data[self.inputs[0]].size

@@ -48,6 +48,9 @@ class Feature(Protocol):
     @property
     def history(self) -> int: ...  # input rows streaming must keep for it (0: none)
 
+    @property
+    def column_lookbacks(self) -> tuple[int, ...]: ...  # per column, <= lookback
+
     def batch(self, data: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
     def streamer(self) -> Any: ...
@@ -114,7 +117,7 @@ def compile_feature_set(
     lookbacks: list[int] = []
     owner: dict[str, int] = {}
     for index, feature in owned:
-        for column in feature.columns:
+        for column, lookback in zip(feature.columns, feature.column_lookbacks, strict=True):
             if column in owner:
                 raise PlanError(
                     index,
@@ -124,7 +127,7 @@ def compile_feature_set(
                 )
             owner[column] = index
             columns.append(column)
-            lookbacks.append(feature.lookback)
+            lookbacks.append(lookback)
     features = tuple(feature for _, feature in owned)
     inputs = tuple(dict.fromkeys(c for feature in features for c in feature.inputs))
     talib_inputs = tuple(

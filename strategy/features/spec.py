@@ -247,7 +247,16 @@ class FeatureSetSpec(_Spec):
 
     name: str | None = None  # defaults to the frequency
     frequency: Frequency
-    generators: tuple[GeneratorSpec, ...] = Field(min_length=1)
+    generators: tuple[GeneratorSpec, ...]
+
+    @field_validator("generators")
+    @classmethod
+    def _not_empty(cls, generators: tuple[Generator, ...]) -> tuple[Generator, ...]:
+        # Checked here rather than with min_length, which pydantic also reports (as a spurious
+        # "0 items") whenever one generator fails to validate.
+        if not generators:
+            raise _message("a feature set needs at least one generator")
+        return generators
 
     @property
     def label(self) -> str:
@@ -308,7 +317,14 @@ def default_feature_sets() -> tuple[FeatureSetSpec, ...]:
 class FeaturesConfig(_Spec):
     """The `features:` section: the feature sets computed for every traded symbol."""
 
-    sets: tuple[FeatureSetSpec, ...] = Field(default_factory=default_feature_sets, min_length=1)
+    sets: tuple[FeatureSetSpec, ...] = Field(default_factory=default_feature_sets)
+
+    @field_validator("sets")
+    @classmethod
+    def _some_set(cls, sets: tuple[FeatureSetSpec, ...]) -> tuple[FeatureSetSpec, ...]:
+        if not sets:
+            raise _message("give at least one feature set (or leave `sets` out for the default)")
+        return sets
 
     @model_validator(mode="after")
     def _unique_labels(self) -> FeaturesConfig:

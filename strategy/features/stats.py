@@ -139,6 +139,15 @@ class StatsFeature:
     def history(self) -> int:
         return self.lookback + 1
 
+    @property
+    def column_lookbacks(self) -> tuple[int, ...]:
+        return tuple(
+            window - 1 + self._shift
+            for _ in self.columns_in
+            for window in self.windows
+            for _ in self.stats
+        )
+
     def batch(self, data: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Compute every column over whole input arrays (chunked to bound memory)."""
         out: list[np.ndarray] = []

@@ -185,6 +185,10 @@ class TalibFeature:
         return 0  # the stream object holds its own state
 
     @property
+    def column_lookbacks(self) -> tuple[int, ...]:
+        return (self.lookback,) * len(self.columns)
+
+    @property
     def fill_values(self) -> tuple[float, ...]:
         # TA-Lib pads integer outputs (CDL*, *INDEX, HT_TRENDMODE) with 0, others with NaN.
         return tuple(0.0 if is_int else math.nan for is_int in self.info.integer_outputs)
