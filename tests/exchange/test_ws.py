@@ -748,8 +748,10 @@ async def test_old_connection_dying_mid_rotation_hands_over_and_reports_the_loss
 
 async def test_replacement_that_delivers_nothing_is_abandoned_and_retried() -> None:
     async def second_is_mute(server: FakeBinance, conn: ServerConn) -> None:
-        if conn.index == 2:
-            await conn.peer_closed.wait()
+        if conn.index == 2:  # pings but never data: alive, yet useless as a replacement
+            while not conn.peer_closed.is_set():
+                await conn.ws.ping(b"still here")
+                await asyncio.sleep(0.02)
         else:
             await join_broadcast(server, conn)
 
