@@ -157,3 +157,13 @@ def tape_symbols(path: str | Path) -> list[str]:
         if sym:
             seen.setdefault(sym, None)
     return list(seen)
+
+
+def infer_market(path: str | Path) -> "Market":
+    """Return USDM when the tape's depth diffs carry `pu` (futures), else SPOT."""
+    from engine.model import Market
+
+    for frame in read_tape(path):
+        if b'"depthUpdate"' in frame.payload:
+            return Market.USDM if b'"pu":' in frame.payload else Market.SPOT
+    return Market.SPOT
