@@ -39,8 +39,11 @@ from strategy.features.stats import build_stats_feature
 class Feature(Protocol):
     """One compiled generator (or one TA-Lib call): what both executions need."""
 
-    columns: tuple[str, ...]
-    inputs: tuple[str, ...]
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...  # frame columns read
 
     @property
     def lookback(self) -> int: ...  # rows before the current one its first value needs
@@ -150,7 +153,7 @@ def compile_feature_set(
 
 def _compile_generator(index: int, generator: Generator, frequency: str) -> list[Feature]:
     if isinstance(generator, TalibGenerator):
-        return list(_compile_talib(generator))
+        return [*_compile_talib(generator)]
     if isinstance(generator, BookGenerator):
         try:
             return [
@@ -194,12 +197,13 @@ def _compile_generator(index: int, generator: Generator, frequency: str) -> list
 def _compile_talib(generator: TalibGenerator) -> list[ta.TalibFeature]:
     if generator.preset == "all":
         names = [n for n in ta.all_preset_functions() if n not in generator.exclude]
-        calls = [(name, {}) for name in names]
+        calls: list[tuple[str, dict[str, int | float]]] = [(name, {}) for name in names]
     else:
+        assert generator.name is not None  # the spec validator requires name or preset
         calls = [(generator.name, params) for params in generator.param_sets()]
     features = []
     for name, params in calls:
-        info = ta.talib_info(name)  # type: ignore[arg-type]
+        info = ta.talib_info(name)
         typed = {
             key: (float(value) if isinstance(info.param_default(key), float) else int(value))
             for key, value in params.items()

@@ -66,7 +66,7 @@ def talib_info(name: str) -> TalibInfo:
     """Describe a TA-Lib function by its (upper-case) name; KeyError if there is none."""
     if name not in set(talib.get_functions()):
         raise KeyError(name)
-    fn = abstract.Function(name)
+    fn = abstract.Function(name)  # type: ignore[attr-defined]
     keys: list[str] = []
     columns: list[str] = []
     for key, value in fn.input_names.items():
@@ -118,7 +118,7 @@ def check_params(info: TalibInfo, params: Mapping[str, int | float]) -> str | No
 
 def lookback(info: TalibInfo, params: Mapping[str, int | float]) -> int:
     """Rows before the first output, TA-Lib's current unstable-period setting included."""
-    return int(abstract.Function(info.name, **dict(params)).lookback)
+    return int(abstract.Function(info.name, **dict(params)).lookback)  # type: ignore[attr-defined]
 
 
 def format_param(value: float) -> str:
@@ -147,12 +147,12 @@ def column_names(
         base = alias
     else:
         base = lower
-        for default, column in zip(info.default_columns, columns, strict=True):
-            if column != default:
+        for default_column, column in zip(info.default_columns, columns, strict=True):
+            if column != default_column:
                 base += f"_{column}"
-        for name, default in info.params:
-            if name in params and params[name] != default:
-                base += f"_{name}{format_param(params[name])}"
+        for param, default in info.params:
+            if param in params and params[param] != default:
+                base += f"_{param}{format_param(params[param])}"
     names = []
     for output in info.outputs:
         suffix = output_suffix(lower, output)
@@ -236,7 +236,7 @@ class TalibStreamer:
         history = np.array(list(zip(*self._pending, strict=True)), dtype=np.float64)
         self._pending = []
         self._open(list(history))
-        return self._stream.value  # type: ignore[attr-defined]
+        return self._stream.value  # type: ignore[union-attr]
 
     def prime(self, filled: Sequence[np.ndarray]) -> None:
         """Absorb many rows at once (forward-filled input arrays), as repeated update() would."""

@@ -36,7 +36,11 @@ def test_spot_ohlcv_history_without_trade_counts(shared_data: Path) -> None:
         shared_data / "klines" / "spot-1m-ohlcv" / "2024_BTCUSDT_1m.csv.gz", nrows=3000
     )
     candles = pd.DataFrame({c: raw[c] for c in ("open", "high", "low", "close", "volume")}).assign(
-        trades=np.nan, buy_volume=np.nan, bid_depth_100bp=np.nan, ask_depth_100bp=np.nan
+        vwap=np.nan,
+        trades=np.nan,
+        buy_volume=np.nan,
+        bid_depth_100bp=np.nan,
+        ask_depth_100bp=np.nan,
     )
     spec = FeatureSetSpec.model_validate(FULL_MINUTE)
     report = check_parity(candles, spec)
