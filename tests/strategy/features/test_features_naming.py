@@ -11,6 +11,7 @@ import talib
 from talib import abstract
 
 from strategy.features import FeaturesConfig, FeatureSetSpec, compile_feature_set, compute_batch
+from strategy.features.reference import BEGIN, END, render_reference
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "features.md"
 
@@ -133,3 +134,11 @@ def test_docs_list_every_column_of_the_all_preset_and_the_defaults() -> None:
     second_all = columns_of({"kind": "book"}, {"kind": "stats"}, frequency="second")
     missing += [c for c in second_all if c not in documented]
     assert missing == []
+
+
+def test_docs_column_reference_is_up_to_date() -> None:
+    text = DOCS.read_text()
+    generated = text[text.index(BEGIN) : text.index(END) + len(END)]
+    assert generated == render_reference(), (
+        "run: python -m strategy.features.reference docs/features.md"
+    )

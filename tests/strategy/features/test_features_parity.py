@@ -182,3 +182,21 @@ def test_update_from_ring_equals_update(rows_synthetic: pd.DataFrame) -> None:
         a, b = direct.update(row), from_ring.update_from_ring(ring)
         assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True)
     assert direct.warm and from_ring.warm
+
+
+def test_mavp_by_name_with_a_periods_column(rows_synthetic: pd.DataFrame) -> None:
+    spec = FeatureSetSpec.model_validate(
+        {
+            "frequency": "second",
+            "generators": [
+                {
+                    "kind": "talib",
+                    "name": "MAVP",
+                    "inputs": {"periods": "trades"},
+                    "params": {"minperiod": 2, "maxperiod": 10},
+                }
+            ],
+        }
+    )
+    assert compile_feature_set(spec).columns == ("mavp_trades_maxperiod10",)
+    assert_exact(check_parity(rows_synthetic.iloc[:800], spec))
