@@ -1,0 +1,332 @@
+"""FrameDecoder on real tape lines and on every kind of bad frame: counted, logged, never raising."""
+
+from __future__ import annotations
+
+import json
+import math
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from engine.events import (
+    BookTickerUpdated,
+    DepthDiff,
+    MarkPriceUpdated,
+    ServerShutdownAnnounced,
+    TradePrinted,
+)
+from engine.model import Market
+from engine.tape import read_tape
+from exchange.binance.parse import FrameDecoder, MalformedFrame
+
+TS = 1_723_161_253_937_085_768
+
+
+def first_frame(path: Path, needle: bytes) -> bytes:
+    for frame in read_tape(path):
+        if needle in frame.payload[:60] and not frame.is_snapshot:
+            return frame.payload
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def snapshot_payload(path: Path) -> tuple[bytes, str]:
+    for frame in read_tape(path):
+        if frame.is_snapshot:
+            assert frame.snapshot_symbol
+            return frame.payload, frame.snapshot_symbol
+    raise AssertionError(f"no snapshot in {path}")
+
+
+def levels(raw: list[list[str]]) -> list[tuple[float, float]]:
+    return [(float(p), float(q)) for p, q in raw]
+
+
+# ---------------------------------------------------------------- real frames, every kind
+
+
+def test_spot_depth_update(tapes) -> None:
+    payload = first_frame(tapes["spot_btcusdt"], b"@depth")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.SPOT).decode(payload, TS)
+    assert isinstance(ev, DepthDiff)
+    assert (ev.symbol, ev.ts_event_ms, ev.ts_recv_ns) == ("BTCUSDT", raw["E"], TS)
+    assert (ev.first_update_id, ev.final_update_id, ev.prev_final_update_id) == (
+        raw["U"],
+        raw["u"],
+        None,
+    )
+    assert ev.bids == levels(raw["b"]) and ev.asks == levels(raw["a"])
+    assert any(q == 0.0 for _, q in ev.bids)  # "0.00000000" decodes to a numeric zero
+
+
+def test_usdm_depth_update_has_pu_and_numeric_zero(tapes) -> None:
+    payload = first_frame(tapes["usdm_btcusdt"], b"@depth")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.USDM).decode(payload, TS)
+    assert isinstance(ev, DepthDiff)
+    assert ev.prev_final_update_id == raw["pu"] and ev.final_update_id == raw["u"]
+    assert ev.bids == levels(raw["b"]) and ev.asks == levels(raw["a"])
+    zero_prices = [p for p, q in raw["b"] if q == "0.000"]
+    assert zero_prices and all(q == 0.0 for p, q in ev.bids if f"{p:.2f}" in zero_prices)
+
+
+@pytest.mark.parametrize(
+    ("tape", "market"), [("spot_btcusdt", Market.SPOT), ("usdm_btcusdt", Market.USDM)]
+)
+def test_trade(tapes, tape, market) -> None:
+    payload = first_frame(tapes[tape], b"@trade")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(market).decode(payload, TS)
+    assert ev == TradePrinted(
+        symbol=raw["s"],
+        ts_event_ms=raw["E"],
+        ts_trade_ms=raw["T"],
+        ts_recv_ns=TS,
+        trade_id=raw["t"],
+        price=float(raw["p"]),
+        qty=float(raw["q"]),
+        buyer_is_maker=raw["m"],
+        trade_count=1,
+        first_trade_id=raw["t"],
+    )
+
+
+def test_agg_trade_counts_trades(shared_data) -> None:
+    folder = shared_data / "binance-captures-2021" / "2021-04-05_usdm_5sym"
+    payload = first_frame(folder, b"@aggTrade")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.USDM).decode(payload, TS)
+    assert isinstance(ev, TradePrinted)
+    assert ev.trade_count == raw["l"] - raw["f"] + 1
+    assert (ev.trade_id, ev.first_trade_id) == (raw["l"], raw["f"])
+    assert (ev.price, ev.qty, ev.ts_trade_ms) == (float(raw["p"]), float(raw["q"]), raw["T"])
+
+
+def test_spot_book_ticker_has_no_event_time(tapes) -> None:
+    payload = first_frame(tapes["spot_btcusdt"], b"@bookTicker")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.SPOT).decode(payload, TS)
+    assert ev == BookTickerUpdated(
+        raw["s"], raw["u"], None, TS, float(raw["b"]), float(raw["B"]), float(raw["a"]),
+        float(raw["A"]),
+    )  # fmt: skip
+
+
+def test_usdm_book_ticker(shared_data) -> None:
+    folder = shared_data / "binance-captures-2021" / "2021-07-22_usdm_4sym"
+    payload = first_frame(folder, b"@bookTicker")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.USDM).decode(payload, TS)
+    assert isinstance(ev, BookTickerUpdated)
+    assert (ev.ts_event_ms, ev.update_id, ev.ask) == (raw["E"], raw["u"], float(raw["a"]))
+
+
+def test_mark_price(tapes) -> None:
+    payload = first_frame(tapes["usdm_btcusdt_2023a"], b"@markPrice")
+    raw = json.loads(payload)["data"]
+    ev = FrameDecoder(Market.USDM).decode(payload, TS)
+    assert ev == MarkPriceUpdated(
+        raw["s"], raw["E"], TS, float(raw["p"]), float(raw["i"]), float(raw["r"]), raw["T"]
+    )
+
+
+def test_delivery_mark_price_with_empty_funding_rate() -> None:
+    payload = b'{"e":"markPriceUpdate","E":1,"s":"BTCUSD_210625","p":"57000.1","i":"","r":"","T":0}'
+    ev = FrameDecoder(Market.USDM).decode(payload, TS)
+    assert isinstance(ev, MarkPriceUpdated)
+    assert math.isnan(ev.funding_rate) and math.isnan(ev.index_price)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"e":"serverShutdown","E":1770123456789}',
+        b'{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}',
+        b'{"stream":"unknown@name","data":{"e":"serverShutdown","E":1770123456789}}',
+    ],
+)
+def test_server_shutdown(payload) -> None:
+    decoder = FrameDecoder(Market.SPOT)
+    assert decoder.decode(payload, TS) == ServerShutdownAnnounced(1770123456789, TS)
+    assert decoder.counters["serverShutdown"] == 1
+
+
+def test_raw_ws_payloads_and_key_order_variants(tapes) -> None:
+    decoder = FrameDecoder(Market.SPOT)
+    payload = first_frame(tapes["spot_btcusdt"], b"@depth")
+    data = json.loads(payload)["data"]
+    ev = decoder.decode(payload, TS)
+    raw_ev = decoder.decode(json.dumps(data).encode(), TS)  # unwrapped /ws payload
+    reordered = json.dumps({"data": data, "stream": "btcusdt@depth@100ms"}, indent=1).encode()
+    assert raw_ev == ev and decoder.decode(reordered, TS) == ev
+    spot_ticker = b'{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}'
+    assert isinstance(decoder.decode(spot_ticker, TS), BookTickerUpdated)
+    assert decoder.counters["depthUpdate"] == 3 and decoder.counters["bookTicker"] == 1
+
+
+def test_whole_tape_every_frame_counted_once(tapes) -> None:
+    decoder = FrameDecoder(Market.USDM)
+    frames = [f for f in read_tape(tapes["usdm_btcusdt_2023a"]) if not f.is_snapshot]
+    events = [decoder.decode(f.payload, f.ts_recv_ns) for f in frames]
+    assert all(e is not None for e in events)
+    assert sum(decoder.counters.values()) == len(frames)
+    assert decoder.counters["markPriceUpdate"] == 99
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def test_spot_and_usdm_snapshots(tapes) -> None:
+    payload, symbol = snapshot_payload(tapes["spot_btcusdt"])
+    raw = json.loads(payload)
+    snap = FrameDecoder(Market.SPOT).decode_snapshot(payload, symbol, TS)
+    assert (snap.symbol, snap.last_update_id, snap.ts_event_ms) == (
+        "BTCUSDT",
+        raw["lastUpdateId"],
+        None,
+    )
+    assert snap.bids == levels(raw["bids"]) and snap.asks == levels(raw["asks"])
+    payload, symbol = snapshot_payload(tapes["usdm_btcusdt"])
+    raw = json.loads(payload)
+    snap = FrameDecoder(Market.USDM).decode_snapshot(payload, symbol, TS)
+    assert snap.ts_event_ms == raw["E"] and len(snap.bids) == len(raw["bids"])
+
+
+@pytest.mark.parametrize(
+    ("market", "payload", "reason"),
+    [
+        (Market.SPOT, b'{"lastUpdateId":1,"bids":[["1.0"]],"asks":[]}', "length 2"),
+        (Market.SPOT, b'{"lastUpdateId":"x","bids":[],"asks":[]}', "lastUpdateId"),
+        (Market.SPOT, b'{"bids":[],"asks":[]}', "lastUpdateId"),
+        (Market.SPOT, b'{"lastUpdateId":1,"bids":[["1.0","2.0"]]', "truncated"),
+        (Market.SPOT, b"<html>502 Bad Gateway</html>", "JSON"),
+        (Market.USDM, b'{"lastUpdateId":1,"bids":[],"asks":[]}', "without E"),
+    ],
+)
+def test_bad_snapshots_raise_malformed_frame(market, payload, reason) -> None:
+    with pytest.raises(MalformedFrame) as info:
+        FrameDecoder(market).decode_snapshot(payload, "BTCUSDT", TS)
+    assert isinstance(info.value, ValueError)
+    assert "BTCUSDT" in str(info.value)
+    assert reason.lower() in str(info.value).lower()
+
+
+# ---------------------------------------------------------------- bad frames: counted, never raising
+
+
+@pytest.mark.parametrize(
+    ("payload", "counter"),
+    [
+        (b'{"result":null,"id":1}', "control"),
+        (b'{"result":["btcusdt@trade"],"id":3}', "control"),
+        (b'{"code":2,"msg":"Invalid request: unknown variant","id":1}', "control"),
+        (b'{"error":{"code":3,"msg":"Invalid JSON"},"id":null}', "control"),
+        (
+            b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{}}}',
+            "unknown",
+        ),
+        # USDⓈ-M partial depth says "depthUpdate" but is a top-N picture, not a diff
+        (
+            b'{"stream":"btcusdt@depth5@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[],"a":[]}}',
+            "unknown",
+        ),
+        (b'{"e":"listenKeyExpired","E":1}', "unknown"),
+        (b"", "malformed"),
+        (b"not json", "malformed"),
+        (b"[1,2,3]", "malformed"),
+        (b"{}", "unknown"),
+        (b'{"stream":"btcusdt@trade","data":null}', "malformed"),
+        (b'{"stream":"btcusdt@trade"}', "malformed"),
+        (
+            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":"abc","p":"1","q":"1","T":1,"m":true}}',
+            "malformed",
+        ),
+        (
+            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"nan","q":"1","T":1,"m":true}}',
+            "malformed",
+        ),
+        (
+            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"-5","q":"1","T":1,"m":true}}',
+            "malformed",
+        ),
+        (
+            b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":"oops","a":[]}}',
+            "malformed",
+        ),
+        (
+            b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[["1","2","3"]],"a":[]}}',
+            "malformed",
+        ),
+        (
+            b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"X","a":1,"p":"1","q":"1","f":9,"l":5,"T":1,"m":true}}',
+            "malformed",
+        ),
+    ],
+)
+def test_bad_or_foreign_frames_return_none_and_are_counted(payload, counter) -> None:
+    decoder = FrameDecoder(Market.SPOT)
+    assert decoder.decode(payload, TS) is None
+    assert decoder.counters[counter] == 1
+    assert sum(decoder.counters.values()) == 1
+
+
+def test_usdm_depth_without_pu_is_malformed() -> None:
+    payload = b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}}'
+    decoder = FrameDecoder(Market.USDM)
+    assert decoder.decode(payload, TS) is None and decoder.counters["malformed"] == 1
+    assert isinstance(FrameDecoder(Market.SPOT).decode(payload, TS), DepthDiff)
+
+
+def test_truncated_real_frames_never_raise(tapes) -> None:
+    decoder = FrameDecoder(Market.USDM)
+    payloads = [
+        f.payload for f in islice(read_tape(tapes["usdm_btcusdt"]), 200) if not f.is_snapshot
+    ]
+    cuts = 0
+    for payload in payloads:
+        for end in range(0, len(payload) - 1, max(1, len(payload) // 17)):
+            assert decoder.decode(payload[:end], TS) is None
+            cuts += 1
+    assert decoder.counters["malformed"] == cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data) -> None:
+    decoder = FrameDecoder(Market.SPOT)
+    decoder.decode(data, TS)
+    assert sum(decoder.counters.values()) == 1
+
+
+_REAL = (
+    b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,"T":1723161256298,'
+    b'"s":"BTCUSDT","U":5123107832006,"u":5123107837557,"pu":5123107831937,"b":[["58710.20","0.014"],'
+    b'["61510.90","0.000"]],"a":[["61800.30","1.500"]]}}'
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(_REAL) - 1), st.binary(min_size=1, max_size=4))
+def test_mutated_real_frame_never_raises(pos, junk) -> None:
+    decoder = FrameDecoder(Market.USDM)
+    decoder.decode(_REAL[:pos] + junk + _REAL[pos + 1 :], TS)
+    assert sum(decoder.counters.values()) == 1
+
+
+def test_bad_frame_storm_is_logged_rate_limited() -> None:
+    bad = b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1}}'
+    with capture_logs() as logs:
+        decoder = FrameDecoder(Market.SPOT)
+        for i in range(500):
+            decoder.decode(bad, TS + i * 1_000_000)  # 500 frames within half a second
+        decoder.decode(bad, TS + 11_000_000_000)  # 11 s later
+    assert decoder.counters["malformed"] == 501
+    assert [(e["event"], e["stream"], e["suppressed"]) for e in logs] == [
+        ("frame_malformed", "btcusdt@trade", 0),
+        ("frame_malformed", "btcusdt@trade", 499),
+    ]
+    assert logs[0]["log_level"] == "warning" and "reason" in logs[0]
