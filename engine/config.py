@@ -95,7 +95,9 @@ class StreamsConfig(_Frozen):
     queue_size: Annotated[int, Field(ge=100)] = 100_000
     # seconds of silence before a stream counts as stalled; null disables (quiet coins)
     stall_timeout_s: dict[str, float | None] = {"depth": 15.0, "trade": None, "aggTrade": None, "markPrice": 10.0}
-    connection_timeout_s: Annotated[float, Field(gt=0)] = 90.0
+    # no frame and no server ping for this long: reconnect (null: 90 s spot, 200 s USDⓈ-M,
+    # whose server pings only every 180 s)
+    connection_timeout_s: Annotated[float, Field(gt=0)] | None = None
     rotate_after_h: Annotated[float, Field(gt=0, le=24)] = 23.0
     backoff_initial_s: Annotated[float, Field(gt=0)] = 0.5
     backoff_max_s: Annotated[float, Field(gt=0)] = 30.0

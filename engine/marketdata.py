@@ -34,6 +34,7 @@ _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 INVALID_SAMPLE = BookSample(False, math.nan, math.nan, _NAN4, _NAN4)
 _EXCHANGE_TIME_STEP_MS = 100  # how often global exchange time is pushed to quiet symbols
 
+_BOOK_CHANGED = frozenset({SyncResult.APPLIED, SyncResult.SYNCED})
 _BOOK_LOST = frozenset({SyncResult.GAP, SyncResult.CROSSED, SyncResult.REJECTED})
 
 RowsClosed = Callable[["SymbolMarketData", int], None]
@@ -87,6 +88,7 @@ class MarketDataPipeline:
         *,
         request_snapshot: Callable[[str], None] | None = None,
         on_rows_closed: RowsClosed | None = None,
+        on_book_changed: Callable[[SymbolMarketData], None] | None = None,
         tick_sizes: dict[str, object] | None = None,
     ) -> None:
         self.market = market
@@ -95,6 +97,7 @@ class MarketDataPipeline:
         self.symbols = {s: SymbolMarketData(s, market, fold, tick_sizes.get(s)) for s in symbols}
         self._request_snapshot = request_snapshot or (lambda _symbol: None)
         self._on_rows_closed = on_rows_closed
+        self._on_book_changed = on_book_changed
         self.exchange_time_ms = 0
         self._pushed_exchange_time_ms = 0
         self.stats = PipelineStats()
@@ -188,6 +191,8 @@ class MarketDataPipeline:
             self._log.info("book_synced", symbol=state.symbol, last_update_id=state.sync.last_update_id)
         if action.request is not SyncRequest.NONE:
             self._ask_snapshot(state)
+        if self._on_book_changed is not None and result in _BOOK_CHANGED:
+            self._on_book_changed(state)
 
     def _ask_snapshot(self, state: SymbolMarketData) -> None:
         state.snapshot_requests += 1

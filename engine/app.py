@@ -1,0 +1,192 @@
+"""Composition root: build_app(config) wires the market-data path; App.run() owns the TaskGroup.
+
+No package imports this module; the CLI builds an App and runs it. Two Apps in one process are
+independent (no global state), which the tests rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from engine.clock import Clock, LiveClock
+from engine.config import Config
+from engine.model import Market
+from engine.marketdata import MarketDataPipeline, SymbolMarketData
+from engine.recorder import ParquetCollector, TapeWriter
+from exchange.binance.feed import MarketFeed
+from exchange.binance.urls import BinanceEndpoints, combined_stream_urls, market_streams
+from exchange.ws import WsConfig
+
+
+def endpoints_of(config: Config) -> BinanceEndpoints:
+    ep = config.endpoints.for_market(config.market.type)
+    return BinanceEndpoints(ep.rest, ep.ws, ep.routed)
+
+
+@dataclass
+class RowLogger:
+    """Log every closed per-second row at debug level and one summary per symbol per minute."""
+
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("engine.rows"))
+
+    def __call__(self, state: SymbolMarketData, n_rows: int) -> None:
+        rows = state.rows
+        ts = int(rows.last("ts"))
+        self.log.debug(
+            "row", symbol=state.symbol, ts=ts, close=float(rows.last("close")),
+            volume=float(rows.last("volume")), trades=int(rows.last("trades")),
+            bid=float(rows.last("bid")), ask=float(rows.last("ask")), book_valid=bool(rows.last("book_valid")),
+        )
+        if ts % 60_000 == 59_000:
+            self.log.info(
+                "minute", symbol=state.symbol, ts=ts - 59_000, close=float(rows.last("close")),
+                bid=float(rows.last("bid")), ask=float(rows.last("ask")),
+                bid_depth_100bp=float(rows.last("bid_depth_100bp")),
+                ask_depth_100bp=float(rows.last("ask_depth_100bp")), book_valid=bool(rows.last("book_valid")),
+            )
+
+
+class App:
+    """One engine: market-data feed, pipeline, optional recorder/collector, heartbeat."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        record_to: Path | None = None,
+        collect_to: Path | None = None,
+        tick_sizes: dict[str, object] | None = None,
+        on_book_changed: Callable[[SymbolMarketData], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or LiveClock()
+        self.log = structlog.get_logger("engine.app")
+        self.recorder = TapeWriter(record_to) if record_to else None
+        self.collector = ParquetCollector(collect_to) if collect_to else None
+        self._row_hooks = [RowLogger()]
+        if self.collector is not None:
+            self._row_hooks.append(self.collector)  # type: ignore[arg-type]
+        self.pipeline = MarketDataPipeline(
+            config.market.type,
+            config.market.symbols,
+            config.fold,
+            request_snapshot=self._request_snapshot,
+            on_rows_closed=self._rows_closed,
+            on_book_changed=on_book_changed,
+            tick_sizes=tick_sizes,
+        )
+        self.feed: MarketFeed | None = None
+        self._stopped = asyncio.Event()
+
+    def _request_snapshot(self, symbol: str) -> None:
+        if self.feed is not None:
+            self.feed.request_snapshot(symbol)
+
+    def _rows_closed(self, state: SymbolMarketData, n_rows: int) -> None:
+        for hook in self._row_hooks:
+            hook(state, n_rows)
+
+    def add_row_hook(self, hook) -> None:  # type: ignore[no-untyped-def]
+        self._row_hooks.append(hook)
+
+    def _tap(self, ts_recv_ns: int, payload: bytes, snapshot_symbol: str | None) -> None:
+        assert self.recorder is not None
+        if snapshot_symbol is None:
+            self.recorder.write_frame(ts_recv_ns, payload)
+        else:
+            self.recorder.write_snapshot(ts_recv_ns, snapshot_symbol, payload)
+
+    def connection_specs(self):  # type: ignore[no-untyped-def]
+        cfg = self.config
+        routes = market_streams(
+            cfg.market.type, cfg.market.symbols, depth_speed_ms=cfg.streams.depth_speed_ms,
+            trades=cfg.streams.trade_stream(cfg.market.type),  # type: ignore[arg-type]
+            mark_price=cfg.streams.mark_price,
+        )
+        return combined_stream_urls(endpoints_of(cfg), routes)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Run the feed and heartbeat until stop(), the duration, or cancellation; then flush."""
+        cfg = self.config
+        async with aiohttp.ClientSession() as http:
+            self.feed = MarketFeed(
+                market=cfg.market.type,
+                endpoints=endpoints_of(cfg),
+                connections=self.connection_specs(),
+                sink=self.pipeline,
+                clock=self.clock,
+                http=http,
+                queue_size=cfg.streams.queue_size,
+                snapshot_limit=cfg.book.snapshot_limit,
+                min_resync_interval_s=cfg.book.min_resync_interval_s,
+                ws_config=self._ws_config(),
+                tap=self._tap if self.recorder else None,
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    feed_task = tg.create_task(self.feed.run(), name="feed")
+                    beat_task = tg.create_task(self._heartbeat(), name="heartbeat")
+                    stop_task = tg.create_task(self._stopped.wait(), name="stop")
+                    timer = tg.create_task(self.clock.sleep(duration_s), name="duration") if duration_s else None
+                    waiters = [t for t in (stop_task, timer) if t is not None]
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    for task in (feed_task, beat_task, stop_task, timer):
+                        if task is not None:
+                            task.cancel()
+            finally:
+                self._shutdown()
+
+    def _ws_config(self) -> WsConfig:
+        s = self.config.streams
+        spot = self.config.market.type is Market.SPOT
+        return WsConfig(
+            max_outgoing_per_s=5 if spot else 10,
+            backoff_initial_s=s.backoff_initial_s,
+            backoff_max_s=s.backoff_max_s,
+            # Binance pings every 20 s on spot, every 180 s on USDⓈ-M
+            connection_timeout_s=s.connection_timeout_s or (90.0 if spot else 200.0),
+            stall_timeout_s=dict(s.stall_timeout_s),
+            rotate_after_s=s.rotate_after_h * 3600,
+        )
+
+    def _shutdown(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.collector is not None:
+            self.collector.close()
+        self.log.info("stopped", **self.health())
+
+    def health(self) -> dict:
+        """Return the figures of the heartbeat line."""
+        symbols = {}
+        for symbol, st in self.pipeline.symbols.items():
+            symbols[symbol] = dict(
+                book_valid=st.book_valid, gaps=st.gaps, snapshot_requests=st.snapshot_requests,
+                rows=st.rows.total_appended, best_bid=st.book.best_bid(), best_ask=st.book.best_ask(),
+            )
+        connections = {}
+        if self.feed is not None:
+            for session in self.feed.sessions:
+                connections[session.spec.label] = session.stats_fields()
+        return dict(frames=self.pipeline.stats.frames, decoder=dict(self.pipeline.decoder.counters),
+                    connections=connections, symbols=symbols)
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.logging.heartbeat_s
+        last_frames = self.pipeline.stats.frames
+        while True:
+            await self.clock.sleep(interval)
+            health = self.health()
+            frames = health["frames"]
+            self.log.info("heartbeat", msgs_per_s=round((frames - last_frames) / interval, 1), **health)
+            last_frames = frames
