@@ -175,9 +175,8 @@ _KIND_BY_SUFFIX = {
 }
 
 
-class _Route(msgspec.Struct, frozen=True):
-    kind: str
-    envelope: msgspec.json.Decoder[Any] | None  # None: unknown stream
+# (kind, decode of the whole envelope or None for an unknown stream, event builder)
+_Route = tuple[str, Callable[[bytes], Any] | None, Callable[[Any, int], MarketEvent] | None]
 
 
 _STREAM_PREFIX = b'{"stream":"'
@@ -218,15 +217,14 @@ class FrameDecoder:
         """Return the event a frame carries, or None (control, malformed, unknown: counted)."""
         try:
             if payload.startswith(_STREAM_PREFIX):
-                end = payload.find(b'"', 11)
-                name = payload[11:end]
+                name = payload[11 : payload.find(b'"', 11)]
                 route = self._routes.get(name)
                 if route is None:
                     route = self._route(name)
-                if route.envelope is not None:
-                    data = route.envelope.decode(payload).data
-                    event = self._builders[route.kind](data, ts_recv_ns)
-                    self.counters[route.kind] += 1
+                kind, decode_envelope, build = route
+                if decode_envelope is not None:
+                    event = build(decode_envelope(payload).data, ts_recv_ns)  # type: ignore[misc]
+                    self.counters[kind] += 1
                     return event
             return self._decode_generic(payload, ts_recv_ns)
         except (msgspec.DecodeError, msgspec.ValidationError, MalformedFrame) as exc:
@@ -261,7 +259,11 @@ class FrameDecoder:
         kind = _KIND_BY_SUFFIX.get(suffix) if at else None
         if kind is None and text in ("!serverShutdown", "serverShutdown"):
             kind = SHUTDOWN
-        route = _Route(kind or UNKNOWN, self._env_decoders[kind] if kind else None)
+        route: _Route = (
+            (kind, self._env_decoders[kind].decode, self._builders[kind])
+            if kind
+            else (UNKNOWN, None, None)
+        )
         if len(self._routes) < _MAX_ROUTES:
             self._routes[name] = route
         return route
@@ -272,7 +274,7 @@ class FrameDecoder:
             return self._from_raw(head, payload, "", ts_recv_ns)
         if not head.data:
             raise MalformedFrame("combined-stream frame without data")
-        kind = self._route(head.stream.encode()).kind
+        kind = self._route(head.stream.encode())[0]
         if kind == UNKNOWN:
             # Only the shutdown notice is trusted by its "e" on an unknown stream name: a
             # USDⓈ-M partial-depth stream also says "depthUpdate" but is no diff.
@@ -312,30 +314,43 @@ class FrameDecoder:
     # ------------------------------------------------------------ builders
 
     def _symbol(self, s: str) -> str:
-        sym = self._symbols.get(s)
-        if sym is None:
-            sym = s.upper()
-            if len(self._symbols) < _MAX_ROUTES:
-                self._symbols[s] = sym
+        """Return the canonical (upper-case, shared) symbol string; callers try the cache first."""
+        sym = s.upper()
+        if len(self._symbols) < _MAX_ROUTES:
+            self._symbols[s] = sym
         return sym
 
     def _depth(self, d: _Depth, ts_recv_ns: int) -> DepthDiff:
         if d.pu is None and self.market is Market.USDM:
             raise MalformedFrame("USDⓈ-M depthUpdate without pu")
-        return DepthDiff(self._symbol(d.s), d.E, ts_recv_ns, d.U, d.u, d.pu, d.b, d.a)
+        return DepthDiff(
+            self._symbols.get(d.s) or self._symbol(d.s), d.E, ts_recv_ns, d.U, d.u, d.pu, d.b, d.a
+        )
 
     def _trade(self, d: _Trade, ts_recv_ns: int) -> TradePrinted:
-        return TradePrinted(self._symbol(d.s), d.E, d.T, ts_recv_ns, d.t, d.p, d.q, d.m, 1, d.t)
+        return TradePrinted(
+            self._symbols.get(d.s) or self._symbol(d.s),
+            d.E,
+            d.T,
+            ts_recv_ns,
+            d.t,
+            d.p,
+            d.q,
+            d.m,
+            1,
+            d.t,
+        )
 
     def _agg_trade(self, d: _AggTrade, ts_recv_ns: int) -> TradePrinted:
         if d.l < d.f:
             raise MalformedFrame(f"aggTrade last id {d.l} < first id {d.f}")
-        return TradePrinted(
-            self._symbol(d.s), d.E, d.T, ts_recv_ns, d.l, d.p, d.q, d.m, d.l - d.f + 1, d.f
-        )
+        symbol = self._symbols.get(d.s) or self._symbol(d.s)
+        return TradePrinted(symbol, d.E, d.T, ts_recv_ns, d.l, d.p, d.q, d.m, d.l - d.f + 1, d.f)
 
     def _book_ticker(self, d: _BookTicker, ts_recv_ns: int) -> BookTickerUpdated:
-        return BookTickerUpdated(self._symbol(d.s), d.u, d.E, ts_recv_ns, d.b, d.B, d.a, d.A)
+        return BookTickerUpdated(
+            self._symbols.get(d.s) or self._symbol(d.s), d.u, d.E, ts_recv_ns, d.b, d.B, d.a, d.A
+        )
 
     def _mark_price(self, d: _MarkPrice, ts_recv_ns: int) -> MarkPriceUpdated:
         try:
@@ -343,7 +358,9 @@ class FrameDecoder:
             rate = float(d.r) if d.r else float("nan")
         except ValueError:
             raise MalformedFrame(f"markPriceUpdate i={d.i!r} r={d.r!r}") from None
-        return MarkPriceUpdated(self._symbol(d.s), d.E, ts_recv_ns, d.p, index, rate, d.T)
+        return MarkPriceUpdated(
+            self._symbols.get(d.s) or self._symbol(d.s), d.E, ts_recv_ns, d.p, index, rate, d.T
+        )
 
     def _shutdown(self, d: _Shutdown, ts_recv_ns: int) -> ServerShutdownAnnounced:
         return ServerShutdownAnnounced(d.E, ts_recv_ns)

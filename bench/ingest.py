@@ -1,0 +1,420 @@
+"""Ingest throughput: JSON bytes -> decoded -> applied to a synced book, three ways, one run.
+
+    python bench/ingest.py
+
+Frames: the depth and trade frames (and the REST snapshot) of the shared tapes
+../shared/data/binance-tapes/*.gz, read into memory first (file I/O excluded), replayed in tape
+order. Figure: messages per second, best of REPEATS runs, per tape and over all tapes.
+
+* ours: FrameDecoder (msgspec typed structs) -> BookSync -> OrderBook (integer ticks, bands).
+* baseline "cryptofeed-style": orjson decode, Decimal prices and quantities into the
+  `order-book` C extension's OrderBook, cryptofeed's `_check_update_id` (spot and futures
+  versions) and its per-message delta lists and Trade objects (callbacks excluded).
+* python-binance 1.0.37 `DepthCacheManager` logic on its `DepthCache` (orjson, string price
+  keys, float quantities, strict `U == last+1` with re-initialisation from the snapshot); spot
+  only: python-binance keeps futures books from partial depth, not diffs.
+
+Goal: ours >= 4x the cryptofeed-style path. Correctness is checked in the same run (the final
+books of ours and the cryptofeed-style path must be equal). Writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from binance.ws.depthcache import DepthCache
+from order_book import OrderBook as CfOrderBook
+
+from engine.events import DepthDiff, TradePrinted
+from engine.model import Market
+from engine.tape import read_tape
+from exchange.binance.parse import FrameDecoder
+from exchange.binance.sync import BookSync
+from exchange.book import OrderBook
+
+DATA = ROOT.parent / "shared" / "data" / "binance-tapes"
+TAPES = [
+    ("spot_btcusdt_20240808.gz", Market.SPOT),
+    ("spot_ethusdt_20240808.gz", Market.SPOT),
+    ("usdm_btcusdt_20240808.gz", Market.USDM),
+]
+GOAL_RATIO = 4.0
+REPEATS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    payload: bytes
+    ts_recv_ns: int
+    snapshot_symbol: str | None
+
+
+def load_frames(path: Path) -> list[Frame]:
+    """Depth, trade and snapshot frames of a tape, in tape order."""
+    out = []
+    for f in read_tape(path):
+        head = f.payload[:48]
+        if f.is_snapshot or b"@depth" in head or b"@trade" in head or b"@aggTrade" in head:
+            out.append(Frame(f.payload, f.ts_recv_ns, f.snapshot_symbol))
+    return out
+
+
+# ---------------------------------------------------------------- ours
+
+
+def run_our_path(
+    frames: Iterable[Frame],
+    market: Market,
+    on_trade: Callable[[TradePrinted], None] | None = None,
+) -> dict[str, BookSync]:
+    """Decode every frame, keep one synced book per symbol, hand trades to on_trade.
+
+    The tape holds the REST snapshot the recorder fetched, so snapshot requests from BookSync
+    are answered by the tape itself.
+    """
+    decoder = FrameDecoder(market)
+    syncs: dict[str, BookSync] = {}
+    decode = decoder.decode
+    for frame in frames:
+        if frame.snapshot_symbol is not None:
+            snap = decoder.decode_snapshot(frame.payload, frame.snapshot_symbol, frame.ts_recv_ns)
+            sync = syncs.get(snap.symbol)
+            if sync is None:
+                sync = syncs[snap.symbol] = BookSync(snap.symbol, market, OrderBook(snap.symbol))
+            sync.on_snapshot(snap)
+            continue
+        event = decode(frame.payload, frame.ts_recv_ns)
+        if type(event) is DepthDiff:
+            sync = syncs.get(event.symbol)
+            if sync is None:
+                sync = syncs[event.symbol] = BookSync(event.symbol, market, OrderBook(event.symbol))
+            sync.on_diff(event)
+        elif type(event) is TradePrinted and on_trade is not None:
+            on_trade(event)
+    return syncs
+
+
+# ---------------------------------------------------------------- cryptofeed-style baseline
+
+
+class CfTrade:
+    """Shape of cryptofeed.types.Trade (a Cython class there)."""
+
+    __slots__ = ("amount", "exchange", "id", "price", "raw", "side", "symbol", "timestamp", "type")
+
+    def __init__(
+        self, exchange, symbol, side, amount, price, timestamp, id=None, type=None, raw=None
+    ):
+        self.exchange = exchange
+        self.symbol = symbol
+        self.side = side
+        self.amount = amount
+        self.price = price
+        self.timestamp = timestamp
+        self.id = id
+        self.type = type
+        self.raw = raw
+
+
+class CfBook:
+    """cryptofeed.types.OrderBook: the order_book C structure plus a delta marker."""
+
+    __slots__ = ("book", "delta")
+
+    def __init__(self, bids: dict, asks: dict) -> None:
+        self.book = CfOrderBook()
+        for p, q in bids.items():
+            self.book.bids[p] = q
+        for p, q in asks.items():
+            self.book.asks[p] = q
+        self.delta = None
+
+
+class CryptofeedStyle:
+    """cryptofeed's Binance handler path, minus callbacks and network."""
+
+    def __init__(self, futures: bool) -> None:
+        self.futures = futures
+        self.l2_book: dict[str, CfBook] = {}
+        self.last_update_id: dict[str, int] = {}
+        self.pending: dict[str, list[dict]] = {}  # messages queued while the snapshot loads
+        self.trades = 0
+        self.resets = 0
+
+    def snapshot(self, pair: str, payload: bytes) -> None:
+        resp = orjson.loads(payload)
+        self.last_update_id[pair] = resp["lastUpdateId"]
+        self.l2_book[pair] = CfBook(
+            {Decimal(u[0]): Decimal(u[1]) for u in resp["bids"]},
+            {Decimal(u[0]): Decimal(u[1]) for u in resp["asks"]},
+        )
+        for msg in self.pending.pop(pair, []):
+            self._book(msg, pair)
+
+    def message(self, raw: bytes) -> None:
+        msg = orjson.loads(raw)
+        pair, _ = msg["stream"].split("@", 1)
+        msg = msg["data"]
+        pair = pair.upper()
+        kind = msg.get("e")
+        if kind == "depthUpdate":
+            if pair not in self.l2_book:
+                self.pending.setdefault(pair, []).append(msg)
+                return
+            self._book(msg, pair)
+        elif kind in ("trade", "aggTrade"):
+            self._trade(msg)
+
+    def _trade(self, msg: dict) -> None:
+        CfTrade(
+            "BINANCE",
+            msg["s"],
+            "sell" if msg["m"] else "buy",
+            Decimal(msg["q"]),
+            Decimal(msg["p"]),
+            msg["T"] / 1000.0,
+            id=str(msg.get("a", msg.get("t"))),
+            raw=msg,
+        )
+        self.trades += 1
+
+    def _check_update_id(self, pair: str, msg: dict) -> bool:
+        last = self.last_update_id[pair]
+        book = self.l2_book[pair]
+        if self.futures:
+            if book.delta is None and msg["u"] < last:
+                return True
+            if msg["U"] <= last <= msg["u"] or last == msg["pu"]:
+                self.last_update_id[pair] = msg["u"]
+                return False
+        else:
+            if book.delta is None and msg["u"] <= last:
+                return True
+            if msg["U"] <= last and msg["u"] <= last:
+                return True
+            if msg["U"] <= last + 1 <= msg["u"] or last + 1 == msg["U"]:
+                self.last_update_id[pair] = msg["u"]
+                return False
+        self.resets += 1
+        self.l2_book.clear()
+        self.last_update_id.clear()
+        return True
+
+    def _book(self, msg: dict, pair: str) -> None:
+        if self._check_update_id(pair, msg):
+            return
+        book = self.l2_book[pair]
+        delta: dict[str, list] = {"bid": [], "ask": []}
+        for s, side in (("b", "bid"), ("a", "ask")):
+            levels = book.book[side]
+            for update in msg[s]:
+                price = Decimal(update[0])
+                amount = Decimal(update[1])
+                delta[side].append((price, amount))
+                if amount == 0:
+                    if price in levels:
+                        del levels[price]
+                else:
+                    levels[price] = amount
+        book.delta = delta
+
+
+def run_cryptofeed_path(frames: Iterable[Frame], market: Market) -> CryptofeedStyle:
+    feed = CryptofeedStyle(futures=market is Market.USDM)
+    for frame in frames:
+        if frame.snapshot_symbol is not None:
+            feed.snapshot(frame.snapshot_symbol, frame.payload)
+        else:
+            feed.message(frame.payload)
+    return feed
+
+
+# ---------------------------------------------------------------- python-binance baseline
+
+
+class PythonBinanceSpot:
+    """DepthCacheManager._process_depth_message / _init_cache on a DepthCache, no network:
+    a re-initialisation reloads the latest snapshot the tape holds."""
+
+    def __init__(self) -> None:
+        self.cache: DepthCache | None = None
+        self.last_update_id: int | None = None
+        self.buffer: list[dict] = []
+        self.snapshot: dict | None = None
+        self.reinits = 0
+        self.trades = 0
+
+    def _init_cache(self) -> None:
+        assert self.snapshot is not None
+        self.last_update_id = None
+        self.buffer_before, self.buffer = self.buffer, []
+        self.cache = DepthCache("BTCUSDT", conv_type=float)
+        res = self.snapshot
+        for bid in res["bids"]:
+            self.cache.add_bid(bid)
+        for ask in res["asks"]:
+            self.cache.add_ask(ask)
+        self.last_update_id = res["lastUpdateId"]
+        for msg in self.buffer_before:
+            self._process(msg)
+
+    def on_snapshot(self, payload: bytes) -> None:
+        self.snapshot = orjson.loads(payload)
+        self._init_cache()
+
+    def message(self, raw: bytes) -> None:
+        msg = orjson.loads(raw)["data"]  # the depth socket delivers the raw payload
+        if msg.get("e") == "depthUpdate":
+            self._process(msg)
+        else:
+            self.trades += 1  # trade sockets hand the decoded dict to the caller
+
+    def _process(self, msg: dict) -> None:
+        if self.last_update_id is None:
+            self.buffer.append(msg)
+            return
+        if msg["u"] <= self.last_update_id:
+            return
+        if msg["U"] != self.last_update_id + 1:
+            self.reinits += 1
+            self._init_cache()
+        assert self.cache is not None
+        for bid in msg.get("b", []) + msg.get("bids", []):
+            self.cache.add_bid(bid)
+        for ask in msg.get("a", []) + msg.get("asks", []):
+            self.cache.add_ask(ask)
+        self.cache.update_time = msg.get("E") or msg.get("lastUpdateId")
+        self.last_update_id = msg["u"]
+
+
+def run_python_binance_path(frames: Iterable[Frame], market: Market) -> PythonBinanceSpot:
+    pb = PythonBinanceSpot()
+    for frame in frames:
+        if frame.snapshot_symbol is not None:
+            pb.on_snapshot(frame.payload)
+        else:
+            pb.message(frame.payload)
+    return pb
+
+
+# ---------------------------------------------------------------- measurement
+
+
+def best_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def books_agree(ours: dict[str, BookSync], cf: CryptofeedStyle) -> bool:
+    for symbol, sync in ours.items():
+        book = cf.l2_book[symbol].book
+        theirs_b = sorted(
+            ((float(p), float(q)) for p, q in book.bids.to_dict().items()), reverse=True
+        )
+        theirs_a = sorted((float(p), float(q)) for p, q in book.asks.to_dict().items())
+        if sync.book.levels("bid") != theirs_b or sync.book.levels("ask") != theirs_a:
+            return False
+    return True
+
+
+def main() -> None:
+    rows = []
+    totals = {"ours": 0.0, "cryptofeed": 0.0, "messages": 0}
+    spot_totals = {"ours": 0.0, "python_binance": 0.0, "messages": 0}
+    on_trade_count = [0]
+
+    def count_trade(_: TradePrinted) -> None:
+        on_trade_count[0] += 1
+
+    for name, market in TAPES:
+        frames = load_frames(DATA / name)
+        n = len(frames)
+        ours = run_our_path(frames, market, count_trade)
+        cf = run_cryptofeed_path(frames, market)
+        agree = books_agree(ours, cf)
+        t_ours = best_seconds(lambda f=frames, m=market: run_our_path(f, m, count_trade))
+        t_cf = best_seconds(lambda f=frames, m=market: run_cryptofeed_path(f, m))
+        row = {
+            "tape": name,
+            "messages": n,
+            "ours_msg_per_s": n / t_ours,
+            "cryptofeed_msg_per_s": n / t_cf,
+            "ratio_vs_cryptofeed": t_cf / t_ours,
+            "books_agree": agree,
+            "gaps_ours": sum(s.counters.gaps for s in ours.values()),
+            "resets_cryptofeed": cf.resets,
+        }
+        totals["ours"] += t_ours
+        totals["cryptofeed"] += t_cf
+        totals["messages"] += n
+        if market is Market.SPOT:
+            pb = run_python_binance_path(frames, market)
+            t_pb = best_seconds(lambda f=frames, m=market: run_python_binance_path(f, m))
+            row["python_binance_msg_per_s"] = n / t_pb
+            row["ratio_vs_python_binance"] = t_pb / t_ours
+            row["python_binance_reinits"] = pb.reinits
+            spot_totals["ours"] += t_ours
+            spot_totals["python_binance"] += t_pb
+            spot_totals["messages"] += n
+        rows.append(row)
+        pb_text = (
+            f"  python-binance {row['python_binance_msg_per_s']:>9,.0f}/s"
+            f" (x{row['ratio_vs_python_binance']:.2f}, {row['python_binance_reinits']} re-inits)"
+            if "python_binance_msg_per_s" in row
+            else "  python-binance n/a (futures: partial depth only)"
+        )
+        print(
+            f"{name:28s} {n:6d} msgs  ours {row['ours_msg_per_s']:>9,.0f}/s"
+            f"  cryptofeed-style {row['cryptofeed_msg_per_s']:>9,.0f}/s"
+            f" (x{row['ratio_vs_cryptofeed']:.2f}){pb_text}  books agree: {agree}"
+        )
+    ratio = totals["cryptofeed"] / totals["ours"]
+    summary = {
+        "figure_msg_per_s": totals["messages"] / totals["ours"],
+        "baseline": "cryptofeed-style (orjson + Decimal + order-book C OrderBook)",
+        "baseline_msg_per_s": totals["messages"] / totals["cryptofeed"],
+        "ratio": ratio,
+        "goal_ratio": GOAL_RATIO,
+        "met": ratio >= GOAL_RATIO,
+        "python_binance_spot_msg_per_s": spot_totals["messages"] / spot_totals["python_binance"],
+        "ours_spot_msg_per_s": spot_totals["messages"] / spot_totals["ours"],
+        "ratio_vs_python_binance_spot": spot_totals["python_binance"] / spot_totals["ours"],
+        "all_books_agree": all(r["books_agree"] for r in rows),
+        "tapes": rows,
+    }
+    print()
+    print(f"ours (all tapes)            : {summary['figure_msg_per_s']:,.0f} msg/s")
+    print(f"baseline cryptofeed-style   : {summary['baseline_msg_per_s']:,.0f} msg/s")
+    print(
+        f"ratio                       : x{ratio:.2f}   goal: x{GOAL_RATIO:.1f}   met: {summary['met']}"
+    )
+    print(
+        f"python-binance (spot tapes) : {summary['python_binance_spot_msg_per_s']:,.0f} msg/s"
+        f"   ours on the same: {summary['ours_spot_msg_per_s']:,.0f} msg/s"
+        f"   ratio x{summary['ratio_vs_python_binance_spot']:.2f}"
+    )
+    print(f"books agree (ours vs cryptofeed-style): {summary['all_books_agree']}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
