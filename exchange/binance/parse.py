@@ -213,9 +213,11 @@ class FrameDecoder:
 
     # -------------------------------------------------------------- entry points
 
-    def decode(self, payload: bytes, ts_recv_ns: int) -> MarketEvent | None:
+    def decode(self, payload: bytes | str, ts_recv_ns: int) -> MarketEvent | None:
         """Return the event a frame carries, or None (control, malformed, unknown: counted)."""
         try:
+            if type(payload) is not bytes:  # str text frame, bytearray, memoryview
+                payload = payload.encode() if isinstance(payload, str) else bytes(payload)
             if payload.startswith(_STREAM_PREFIX):
                 name = payload[11 : payload.find(b'"', 11)]
                 route = self._routes.get(name)
@@ -368,8 +370,8 @@ class FrameDecoder:
     # ------------------------------------------------------------ drops and logs
 
     @staticmethod
-    def _stream_of(payload: bytes) -> str:
-        if payload.startswith(_STREAM_PREFIX):
+    def _stream_of(payload: object) -> str:
+        if isinstance(payload, bytes) and payload.startswith(_STREAM_PREFIX):
             end = payload.find(b'"', 11)
             if 11 < end <= 200:
                 return payload[11:end].decode("utf-8", "replace")

@@ -168,6 +168,18 @@ def test_raw_ws_payloads_and_key_order_variants(tapes) -> None:
     assert decoder.counters["depthUpdate"] == 3 and decoder.counters["bookTicker"] == 1
 
 
+def test_text_and_buffer_payloads_decode_like_bytes(tapes) -> None:
+    decoder = FrameDecoder(Market.SPOT)
+    payload = first_frame(tapes["spot_btcusdt"], b"@trade")
+    expected = decoder.decode(payload, TS)
+    assert isinstance(expected, TradePrinted)
+    assert decoder.decode(payload.decode(), TS) == expected  # aiohttp TEXT frames are str
+    assert decoder.decode(bytearray(payload), TS) == expected
+    assert decoder.decode(memoryview(payload), TS) == expected
+    assert decoder.decode(None, TS) is None  # type: ignore[arg-type]
+    assert decoder.counters["trade"] == 4 and decoder.counters["malformed"] == 1
+
+
 def test_whole_tape_every_frame_counted_once(tapes) -> None:
     decoder = FrameDecoder(Market.USDM)
     frames = [f for f in read_tape(tapes["usdm_btcusdt_2023a"]) if not f.is_snapshot]
