@@ -149,13 +149,16 @@ class OrderBook:
     __slots__ = ("_asks", "_bids", "_qd", "_qs", "_te8", "_tpu", "symbol")
 
     def __init__(
-        self, symbol: str, tick_size: Decimal | None = None, qty_decimals: int | None = None
+        self,
+        symbol: str,
+        tick_size: Decimal | str | float | None = None,
+        qty_decimals: int | None = None,
     ) -> None:
         self.symbol = symbol
         self._te8: int | None = None  # tick in units of 1e-8, always a divisor of 10**8
         self._tpu = 0.0  # ticks per unit of price (an exact integer as float)
         if tick_size is not None:
-            units = Decimal(tick_size) * _E8
+            units = Decimal(str(tick_size)) * _E8  # str(): a float 0.01 means "0.01"
             if units <= 0 or units != units.to_integral_value():
                 raise ValueError(f"tick_size {tick_size} is not a positive multiple of 1e-8")
             self._set_tick(math.gcd(int(units), _E8))

@@ -196,7 +196,7 @@ class BookSync:
         return _APPLIED
 
     def _lose_book(self, diff: DepthDiff, result: SyncResult, reason: str) -> SyncAction:
-        """Invalidate now, restart syncing with this diff buffered, ask for a snapshot."""
+        """Invalidate now, restart syncing (this diff buffered unless rejected), ask for a snapshot."""
         counters = self.counters
         if result is SyncResult.GAP:
             counters.gaps += 1
@@ -207,8 +207,11 @@ class BookSync:
         counters.resyncs += 1
         self._reset(f"{result.value}: {reason}")
         # Keep the offending diff (and any not yet applied): a fresh snapshot may precede it.
-        self._buffer.appendleft(diff)
-        self._trim_buffer()
+        # A rejected diff can never apply: drop it; a snapshot older than it then fails the
+        # bracket test on the next diff and is refetched until one covers it.
+        if result is not SyncResult.REJECTED:
+            self._buffer.appendleft(diff)
+            self._trim_buffer()
         return self._request(result, f"{result.value}: {reason}")
 
     def _reset(self, reason: str) -> None:
@@ -266,8 +269,13 @@ class BookSync:
                 SyncRequest.REFETCH_SNAPSHOT,
                 f"lastUpdateId={lid} precedes first buffered U={first_u}",
             )
-        self.book.load_snapshot(snap.bids, snap.asks)  # replace, never merge
         self._snapshot = None
+        try:
+            self.book.load_snapshot(snap.bids, snap.asks)  # replace, never merge
+        except ValueError as exc:
+            self.counters.rejected += 1
+            self.book.clear()
+            return self._request(SyncResult.REJECTED, f"snapshot rejected: {exc}")
         self._state = SyncState.LIVE
         self._last_u = lid
         self.counters.snapshots_loaded += 1

@@ -208,6 +208,12 @@ def test_snapshot_while_live_is_ignored_and_rejected_levels_resync() -> None:
     action = sync.on_diff(diff(3, 4, bids=[(math.nan, 1.0)]))
     assert (action.result, action.request) == (SyncResult.REJECTED, FETCH)
     assert not sync.valid
+    assert sync.buffered == 0  # a diff that can never apply is not kept for the resync
+    sync.on_diff(diff(5, 6, bids=marked(5)))
+    bad = sync.on_snapshot(snapshot(4, bids=[(100.123456789, 1.0)]))  # more than 8 decimals
+    assert (bad.result, bad.request) == (SyncResult.REJECTED, FETCH) and not sync.valid
+    assert sync.on_snapshot(snapshot(4)).result is SyncResult.SYNCED
+    assert bid_prices(sync) == [100.0, 55.0] and sync.counters.rejected == 2
 
 
 # ---------------------------------------------------------------- real tapes
