@@ -403,7 +403,8 @@ def main() -> None:
     print(f"ours (all tapes)            : {summary['figure_msg_per_s']:,.0f} msg/s")
     print(f"baseline cryptofeed-style   : {summary['baseline_msg_per_s']:,.0f} msg/s")
     print(
-        f"ratio                       : x{ratio:.2f}   goal: x{GOAL_RATIO:.1f}   met: {summary['met']}"
+        f"ratio                       : x{ratio:.2f}   goal: x{GOAL_RATIO:.1f}"
+        f"   met: {summary['met']}"
     )
     print(
         f"python-binance (spot tapes) : {summary['python_binance_spot_msg_per_s']:,.0f} msg/s"

@@ -196,7 +196,7 @@ class BookSync:
         return _APPLIED
 
     def _lose_book(self, diff: DepthDiff, result: SyncResult, reason: str) -> SyncAction:
-        """Invalidate now, restart syncing (this diff buffered unless rejected), ask for a snapshot."""
+        """Invalidate now, restart syncing (diff kept unless rejected), ask for a snapshot."""
         counters = self.counters
         if result is SyncResult.GAP:
             counters.gaps += 1

@@ -1,4 +1,4 @@
-"""FrameDecoder on real tape lines and on every kind of bad frame: counted, logged, never raising."""
+"""FrameDecoder on real tape lines and on every kind of bad frame: counted, logged, never raises."""
 
 from __future__ import annotations
 
@@ -163,7 +163,10 @@ def test_raw_ws_payloads_and_key_order_variants(tapes) -> None:
     raw_ev = decoder.decode(json.dumps(data).encode(), TS)  # unwrapped /ws payload
     reordered = json.dumps({"data": data, "stream": "btcusdt@depth@100ms"}, indent=1).encode()
     assert raw_ev == ev and decoder.decode(reordered, TS) == ev
-    spot_ticker = b'{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}'
+    spot_ticker = (
+        b'{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000",'
+        b'"a":"25.36520000","A":"40.66000000"}'
+    )
     assert isinstance(decoder.decode(spot_ticker, TS), BookTickerUpdated)
     assert decoder.counters["depthUpdate"] == 3 and decoder.counters["bookTicker"] == 1
 
@@ -227,7 +230,17 @@ def test_bad_snapshots_raise_malformed_frame(market, payload, reason) -> None:
     assert reason.lower() in str(info.value).lower()
 
 
-# ---------------------------------------------------------------- bad frames: counted, never raising
+# ---------------------------------------------------------------- bad frames: counted, never raise
+
+
+def frame(stream: str, data: object) -> bytes:
+    return json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode()
+
+
+TRADE = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 1, "p": "1", "q": "1", "T": 1, "m": True}
+DEPTH = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [], "a": []}
+AGG = {"e": "aggTrade", "E": 1, "s": "X", "a": 1, "p": "1", "q": "1", "f": 1, "l": 5, "T": 1,
+       "m": True}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -237,46 +250,23 @@ def test_bad_snapshots_raise_malformed_frame(market, payload, reason) -> None:
         (b'{"result":["btcusdt@trade"],"id":3}', "control"),
         (b'{"code":2,"msg":"Invalid request: unknown variant","id":1}', "control"),
         (b'{"error":{"code":3,"msg":"Invalid JSON"},"id":null}', "control"),
-        (
-            b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{}}}',
-            "unknown",
-        ),
+        (frame("btcusdt@kline_1m", {"e": "kline", "E": 1, "s": "BTCUSDT", "k": {}}), "unknown"),
         # USDⓈ-M partial depth says "depthUpdate" but is a top-N picture, not a diff
-        (
-            b'{"stream":"btcusdt@depth5@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[],"a":[]}}',
-            "unknown",
-        ),
+        (frame("btcusdt@depth5@100ms", {**DEPTH, "pu": 0}), "unknown"),
         (b'{"e":"listenKeyExpired","E":1}', "unknown"),
+        (b"{}", "unknown"),
         (b"", "malformed"),
         (b"not json", "malformed"),
         (b"[1,2,3]", "malformed"),
-        (b"{}", "unknown"),
-        (b'{"stream":"btcusdt@trade","data":null}', "malformed"),
+        (frame("btcusdt@trade", None), "malformed"),
         (b'{"stream":"btcusdt@trade"}', "malformed"),
-        (
-            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":"abc","p":"1","q":"1","T":1,"m":true}}',
-            "malformed",
-        ),
-        (
-            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"nan","q":"1","T":1,"m":true}}',
-            "malformed",
-        ),
-        (
-            b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"-5","q":"1","T":1,"m":true}}',
-            "malformed",
-        ),
-        (
-            b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":"oops","a":[]}}',
-            "malformed",
-        ),
-        (
-            b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[["1","2","3"]],"a":[]}}',
-            "malformed",
-        ),
-        (
-            b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"X","a":1,"p":"1","q":"1","f":9,"l":5,"T":1,"m":true}}',
-            "malformed",
-        ),
+        (frame("btcusdt@trade", {**TRADE, "t": "abc"}), "malformed"),
+        (frame("btcusdt@trade", {**TRADE, "p": "nan"}), "malformed"),
+        (frame("btcusdt@trade", {**TRADE, "p": "-5"}), "malformed"),
+        (frame("btcusdt@trade", {k: v for k, v in TRADE.items() if k != "q"}), "malformed"),
+        (frame("btcusdt@depth@100ms", {**DEPTH, "b": "oops"}), "malformed"),
+        (frame("btcusdt@depth@100ms", {**DEPTH, "b": [["1", "2", "3"]]}), "malformed"),
+        (frame("btcusdt@aggTrade", {**AGG, "f": 9}), "malformed"),  # last id < first id
     ],
 )
 def test_bad_or_foreign_frames_return_none_and_are_counted(payload, counter) -> None:
@@ -287,7 +277,7 @@ def test_bad_or_foreign_frames_return_none_and_are_counted(payload, counter) -> 
 
 
 def test_usdm_depth_without_pu_is_malformed() -> None:
-    payload = b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}}'
+    payload = frame("btcusdt@depth", {**DEPTH, "T": 1})  # no pu
     decoder = FrameDecoder(Market.USDM)
     assert decoder.decode(payload, TS) is None and decoder.counters["malformed"] == 1
     assert isinstance(FrameDecoder(Market.SPOT).decode(payload, TS), DepthDiff)
@@ -314,10 +304,10 @@ def test_random_bytes_never_raise(data) -> None:
     assert sum(decoder.counters.values()) == 1
 
 
-_REAL = (
-    b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,"T":1723161256298,'
-    b'"s":"BTCUSDT","U":5123107832006,"u":5123107837557,"pu":5123107831937,"b":[["58710.20","0.014"],'
-    b'["61510.90","0.000"]],"a":[["61800.30","1.500"]]}}'
+_REAL = (  # the first USDⓈ-M depth frame of the 2024 tape, cut to three levels
+    b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,'
+    b'"T":1723161256298,"s":"BTCUSDT","U":5123107832006,"u":5123107837557,"pu":5123107831937,'
+    b'"b":[["58710.20","0.014"],["61510.90","0.000"]],"a":[["61800.30","1.500"]]}}'
 )
 
 
