@@ -1,0 +1,189 @@
+"""The live path over real loopback sockets: engine <-> simulator replaying the shared tapes.
+
+After every depth event the engine applies, its book equals the simulator's book at the same
+update id; with injected gaps, duplicates and drops it detects, resyncs and is equal again; a
+silent stall triggers a reconnect; and the rows it folds live equal `tickloop replay` of the tape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.app import App
+from engine.commands import fetch_tick_sizes, point_at
+from engine.config import Config, parse_config
+from engine.fold import CANDLE_COLUMNS, ROW_COLUMNS
+from engine.marketdata import SymbolMarketData
+from engine.replay import RingCollector, replay_tape
+from engine.tape import infer_market, tape_symbols
+from exchange.sim.server import SimServer
+
+DEPTH = 300  # levels per side compared (the futures snapshot limit is 1000, the sim may hold more)
+
+Levels = tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]
+
+
+@dataclass
+class LiveRun:
+    app: App
+    sim_books: dict[tuple[str, int], Levels] = field(default_factory=dict)
+    engine_books: dict[tuple[str, int], Levels] = field(default_factory=dict)
+    rows: pd.DataFrame | None = None
+
+
+def _engine_levels(state: SymbolMarketData) -> Levels:
+    def side(name: str) -> tuple[tuple[Decimal, Decimal], ...]:
+        return tuple((Decimal(repr(p)), Decimal(repr(q))) for p, q in state.book.levels(name, DEPTH))
+    return side("bid"), side("ask")
+
+
+def _norm(levels: list[tuple[Decimal, Decimal]]) -> tuple[tuple[Decimal, Decimal], ...]:
+    return tuple((p.normalize(), q.normalize()) for p, q in levels)
+
+
+async def live_run(
+    tape: Path,
+    *,
+    speed: float = 100.0,
+    overrides: dict | None = None,
+    chaos: Callable[[SimServer, App], Awaitable[None]] | None = None,
+) -> LiveRun:
+    market = infer_market(tape)
+    symbols = tape_symbols(tape)
+    raw = {"logging": {"console": "off", "file": None},
+           "book": {"snapshot_limit": 5000 if market.value == "spot" else 1000, "min_resync_interval_s": 0.05}}
+    for key, value in (overrides or {}).items():
+        raw.setdefault(key, {}).update(value)
+    async with SimServer([tape], speed=speed) as sim:
+        config: Config = point_at(parse_config(raw), sim.base_http, sim.base_ws, market, symbols)
+        collector = RingCollector()
+        run = LiveRun(app=None)  # type: ignore[arg-type]
+
+        def on_book(state: SymbolMarketData) -> None:
+            run.engine_books[(state.symbol, state.sync.last_update_id)] = _engine_levels(state)
+
+        def on_sent(symbol: str, final_update_id: int) -> None:
+            bids, asks = sim.book_levels(symbol, depth=DEPTH)
+            run.sim_books[(symbol, final_update_id)] = (_norm(bids), _norm(asks))
+
+        sim.on_depth_sent(on_sent)
+        app = App(config, tick_sizes=await fetch_tick_sizes(config), on_book_changed=on_book)
+        app.add_row_hook(collector)
+        run.app = app
+
+        async def stop_at_end() -> None:
+            await sim.wait_finished()
+            await asyncio.sleep(0.5)
+            app.stop()
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(stop_at_end())
+            if chaos is not None:
+                tg.create_task(chaos(sim, app))
+            await asyncio.wait_for(app.run(), timeout=120)
+    app.pipeline.flush()
+    for state in app.pipeline.symbols.values():
+        collector.collect_candles(state)
+    run.rows = collector.rows_frame(ROW_COLUMNS)
+    return run
+
+
+def assert_books_equal(run: LiveRun, min_compared: int) -> int:
+    compared = 0
+    for key, engine_levels in run.engine_books.items():
+        sim_levels = run.sim_books.get(key)
+        if sim_levels is None:
+            continue  # the sim never sent this id (a skipped frame), nothing to compare with
+        engine_norm = tuple(tuple((p.normalize(), q.normalize()) for p, q in side) for side in engine_levels)
+        assert engine_norm == sim_levels, f"book differs at {key}"
+        compared += 1
+    assert compared >= min_compared, f"only {compared} depth events compared"
+    return compared
+
+
+@pytest.mark.parametrize("name", ["spot_btcusdt", "usdm_btcusdt"])
+async def test_engine_book_equals_sim_book_after_every_depth_event(tapes: dict[str, Path], name: str) -> None:
+    run = await live_run(tapes[name])
+    depth_events = run.app.pipeline.decoder.counters["depthUpdate"]
+    assert_books_equal(run, min_compared=int(depth_events * 0.95))
+    state = next(iter(run.app.pipeline.symbols.values()))
+    assert state.gaps == 0 and state.book_valid
+
+
+async def test_gaps_duplicates_and_drops_are_detected_and_resynced(tapes: dict[str, Path]) -> None:
+    async def valid_again(app: App) -> None:
+        state = app.pipeline.symbols["BTCUSDT"]
+        while not state.book_valid:  # inject each fault into a live book, so each one counts
+            await asyncio.sleep(0.02)
+
+    async def chaos(sim: SimServer, app: App) -> None:
+        await asyncio.sleep(0.6)
+        for step in range(3):
+            await valid_again(app)
+            sim.faults.gap("BTCUSDT")
+            await asyncio.sleep(0.3)
+            await valid_again(app)
+            sim.faults.duplicate("BTCUSDT", n=5)
+            await asyncio.sleep(0.3)
+            if step == 1:
+                await valid_again(app)
+                sim.faults.drop_connections()
+                await asyncio.sleep(0.3)
+
+    run = await live_run(tapes["spot_btcusdt"], chaos=chaos)
+    state = run.app.pipeline.symbols["BTCUSDT"]
+    counters = state.sync.counters
+    assert counters.gaps >= 3, counters
+    assert counters.stale_ignored >= 1, counters  # duplicates are ignored, not gaps
+    assert counters.invalidations >= 1, counters  # the drop invalidated the book
+    assert state.snapshot_requests >= 5
+    assert state.book_valid, "the book must be valid again after the faults"
+    assert_books_equal(run, min_compared=2000)
+    # rows saw the resyncs and the book was NaN while invalid
+    assert run.rows is not None and run.rows["resyncs"].sum() >= 3
+
+
+async def test_silent_stall_triggers_reconnect(tapes: dict[str, Path]) -> None:
+    async def chaos(sim: SimServer, app: App) -> None:
+        await asyncio.sleep(0.8)
+        sim.faults.stall(2.0, pings=False)
+
+    run = await live_run(
+        tapes["spot_btcusdt"], overrides={"streams": {"stall_timeout_s": {"depth": 0.5}}}, chaos=chaos
+    )
+    (session,) = run.app.feed.sessions  # type: ignore[union-attr]
+    stats = session.stats_fields()
+    assert stats["stalls"] >= 1 and stats["reconnects"] >= 1, stats
+    state = run.app.pipeline.symbols["BTCUSDT"]
+    assert state.sync.counters.invalidations >= 1 and state.book_valid
+    assert_books_equal(run, min_compared=1500)
+
+
+@pytest.mark.parametrize("name", ["spot_btcusdt", "usdm_btcusdt"])
+async def test_live_rows_equal_replay_rows(tapes: dict[str, Path], name: str) -> None:
+    live = (await live_run(tapes[name])).rows
+    offline = replay_tape(tapes[name], parse_config({}).fold).rows
+    assert live is not None
+    assert list(live["ts"]) == list(offline["ts"])
+    trade_cols = ["open", "high", "low", "close", "vwap", "volume", "quote_volume", "trades", "buy_volume", "sell_volume"]
+    pd.testing.assert_frame_equal(live[trade_cols], offline[trade_cols], check_exact=True)
+    # book columns: the live engine synced from a REST snapshot at another moment than the tape's
+    # recorded one, so compare wherever both books were valid (all but the first second or two)
+    both = live["book_valid"].to_numpy() & offline["book_valid"].to_numpy()
+    assert both.mean() > 0.98
+    book_cols = ["bid", "ask"]
+    if name.startswith("spot"):
+        # USDⓈ-M snapshots stop at 1000 levels, ~0.2 % of a BTCUSDT book at tick 0.1: levels
+        # beyond are unknown until they change, so deep bands depend on *when* the snapshot was
+        # taken (the tape's vs the simulator's). Spot snapshots (5000 levels) cover every band.
+        book_cols += [c for c in ROW_COLUMNS if "depth" in c]
+    for col in book_cols:
+        np.testing.assert_allclose(live[col].to_numpy()[both], offline[col].to_numpy()[both], rtol=1e-9, atol=0)
