@@ -15,8 +15,7 @@ server time repeat from the start of the tape.
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
@@ -31,15 +30,14 @@ from exchange.sim.connection import CLOSE_TIMEOUT_S, Connection, Route, resolve_
 from exchange.sim.controls import handle_control_message
 from exchange.sim.exchange_info import DEFAULT_REST_DIR, ExchangeInfoCatalog
 from exchange.sim.faults import Faults
+from exchange.sim.replay import DepthSentCallback, Replay
 from exchange.sim.rest import RestApi
-from exchange.sim.timeline import Frame, Timeline, load_timeline
+from exchange.sim.timeline import Timeline, load_timeline
 
 log = structlog.get_logger("tickloop.sim")
 
-DepthSentCallback = Callable[[str, int], None]
 _ROUTE_PREFIXES = {"": Route.UNROUTED, "/public": Route.PUBLIC, "/market": Route.MARKET,
                    "/fstream": Route.LEGACY_FUTURES}  # fmt: skip
-_YIELD_EVERY = 128  # frames between forced yields when the replay runs flat out
 
 
 class SimServer:
@@ -73,38 +71,27 @@ class SimServer:
         self.clock: Clock = clock or LiveClock()
         self.faults = Faults(self, seed)
         self.exchange_info = ExchangeInfoCatalog(self.timeline, exchange_info_dir)
-        self._inf = speed <= 0 or math.isinf(speed)
+        self.replay = Replay(
+            self.timeline,
+            self.clock,
+            self.faults,
+            speed=speed,
+            loop=loop,
+            max_idle_s=max_idle_s,
+            slow_consumer_timeout_s=slow_consumer_timeout_s,
+        )
+        self.replay.on_wrap = self._on_wrap
         self._ping_interval_s, self._pong_timeout_s = ping_interval_s, pong_timeout_s
         self._autostart, self._start_delay_s = autostart, start_delay_s
-        self._loop, self._close_when_finished = loop, close_when_finished
-        self._slow_consumer_timeout_s = slow_consumer_timeout_s
-        self._max_idle_ns = int(max_idle_s * 1e9)
-        keys = {(f.market, f.symbol) for f in self.timeline.frames if f.depth and f.symbol}
-        keys |= set(self.timeline.snapshots)
-        self._books = {k: SimBook(k[0], self.timeline.snapshots.get(k, [])) for k in keys}
-        self._depth_callbacks: list[DepthSentCallback] = []
+        self._close_when_finished = close_when_finished
         self._conns: dict[int, Connection] = {}
         self._no_conns = asyncio.Event()
-        self._index: dict[tuple[Market, str], list[tuple[Connection, str]]] = {}
-        self._congested: set[Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._replay_task: asyncio.Task[None] | None = None
         self._start_task: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._running = asyncio.Event()  # cleared by pause()
-        self._running.set()
-        self._explicit_start = False
-        self._hold_until_ns = 0
-        self._stall_until_ns = 0
-        self._held: dict[tuple[Market, str], Frame] = {}  # reorder fault: diff waiting for the next
-        self._position = -1  # index of the last emitted frame
-        self._anchor: tuple[int, int] | None = None  # (monotonic ns, tape ns) of the pacing origin
         self._next_conn_id = 0
-        self.counters = {"frames_replayed": 0, "frames_sent": 0, "frames_gapped": 0,
-                         "frames_duplicated": 0, "connections_total": 0, "loops": 0,
-                         "slow_consumer_drops": 0, "rate_limit_disconnects": 0}  # fmt: skip
+        self._counters = {"connections_total": 0, "rate_limit_disconnects": 0}
         self.app = web.Application()
         RestApi(self).register(self.app)
         for prefix in _ROUTE_PREFIXES:
@@ -128,7 +115,7 @@ class SimServer:
         site = web.TCPSite(self._runner, self.host, self._port)
         await site.start()
         self._port = self._runner.addresses[0][1]
-        self._replay_task = self._spawn(self._replay(), "sim-replay")
+        self._replay_task = self._spawn(self._run_replay(), "sim-replay")
 
     async def close(self) -> None:
         """Close every websocket, stop the replay and the server; leave no task behind."""
@@ -160,20 +147,20 @@ class SimServer:
 
     def start(self) -> None:
         """Start the replay now instead of waiting for the first subscription."""
-        self._explicit_start = True
-        self._started.set()
+        self.replay.explicit_start = True
+        self.replay.started.set()
 
     def pause(self) -> None:
         """Hold the replay before its next frame (connections and REST keep working)."""
-        self._running.clear()
+        self.replay.pause()
 
     def resume(self) -> None:
         """Continue a paused replay where it stopped, without a catch-up burst."""
-        self._running.set()
+        self.replay.resume()
 
     async def wait_finished(self) -> None:
         """Wait until the replay has emitted the last frame (never returns with loop=True)."""
-        await self._finished.wait()
+        await self.replay.finished.wait()
 
     @property
     def port(self) -> int:
@@ -199,7 +186,7 @@ class SimServer:
     def book_of(self, symbol: str, market: Market | None = None) -> SimBook | None:
         """Return the simulator's own book of a symbol, None if it has no depth data."""
         symbol = symbol.upper()
-        return self._books.get((market or self.market_of(symbol), symbol))
+        return self.replay.books.get((market or self.market_of(symbol), symbol))
 
     def book_levels(
         self, symbol: str, market: Market | None = None, depth: int | None = None
@@ -217,43 +204,36 @@ class SimServer:
 
     def on_depth_sent(self, callback: DepthSentCallback) -> None:
         """Call callback(symbol, final_update_id) after each diff is emitted and applied."""
-        self._depth_callbacks.append(callback)
+        self.replay.depth_callbacks.append(callback)
 
     def replay_position_ns(self) -> int:
         """Return the tape receive time the replay has reached."""
-        frames = self.timeline.frames
-        last = frames[max(self._position, 0)].ts_recv_ns
-        if self._anchor is None or self._inf or self._finished.is_set():
-            return last
-        mono0, tape0 = self._anchor
-        paced = tape0 + int((self.clock.monotonic_ns() - mono0) * self.speed)
-        upcoming = frames[min(self._position + 1, len(frames) - 1)].ts_recv_ns
-        return max(last, min(paced, upcoming))
+        return self.replay.position_ns()
 
     def server_time_ms(self) -> int:
         """Return the exchange's clock at the replay position (what /time answers)."""
-        frame = self.timeline.frames[max(self._position, 0)]
-        offset_ms = self.timeline.exchange_offset_ms[frame.tape_index]
-        return self.replay_position_ns() // 1_000_000 + offset_ms
+        return self.replay.exchange_time_ms()
 
     def status(self) -> dict[str, Any]:
         """Return counters, connections, faults and the replay position (GET /_sim/status)."""
+        replay = self.replay
         return {
-            **self.counters,
+            **replay.counters,
+            **self._counters,
             "connections_open": len(self._conns),
             "frames_total": len(self.timeline.frames),
             "faults_injected": dict(self.faults.injected),
             "replay": {
-                "started": self._started.is_set(),
-                "finished": self._finished.is_set(),
-                "speed": None if self._inf else self.speed,
-                "position_index": self._position,
+                "started": replay.started.is_set(),
+                "finished": replay.finished.is_set(),
+                "speed": None if replay.flat_out else self.speed,
+                "position_index": replay.position,
                 "ts_recv_ns": self.replay_position_ns(),
                 "server_time_ms": self.server_time_ms(),
             },
             "books": {
                 f"{m.value}:{s}": {"last_update_id": b.served_update_id, "synced": b.synced}
-                for (m, s), b in sorted(self._books.items())
+                for (m, s), b in sorted(replay.books.items())
             },
         }
 
@@ -267,7 +247,7 @@ class SimServer:
 
     def stall_all(self, seconds: float, pings: bool) -> int:
         until = self.clock.monotonic_ns() + int(seconds * 1e9)
-        self._stall_until_ns = max(self._stall_until_ns, until)
+        self.replay.stall_until_ns = max(self.replay.stall_until_ns, until)
         for conn in self._conns.values():
             conn.stalled_until_ns, conn.stall_pings = until, pings
         return len(self._conns)
@@ -282,10 +262,10 @@ class SimServer:
         return len(conns)
 
     def hold_replay(self, ms: float) -> None:
-        self._hold_until_ns = max(self._hold_until_ns, self.clock.monotonic_ns() + int(ms * 1e6))
+        self.replay.hold(ms)
 
     def depth_symbols(self) -> list[str]:
-        return sorted({s for _, s in self._books})
+        return sorted({s for _, s in self.replay.books})
 
     def tape_duration_s(self) -> float:
         return (self.timeline.end_ns - self.timeline.start_ns) / 1e9
@@ -297,130 +277,16 @@ class SimServer:
 
     # ---- replay ------------------------------------------------------------------------------
 
-    async def _replay(self) -> None:
-        while True:
-            await self._started.wait()
-            await self._play()
-            if not self._loop:
-                break
-            self._wrap()
-        self._finished.set()
+    async def _run_replay(self) -> None:
+        await self.replay.run()
         if self._close_when_finished:
             for conn in list(self._conns.values()):
                 conn.close_after_flush(1000, "replay finished")
 
-    def _wrap(self) -> None:
+    def _on_wrap(self) -> None:
+        # Clients must resync after a wrap (ids go back in time): end their connections.
         for conn in list(self._conns.values()):
             conn.close_after_flush(1001, "replay restarts")
-        self._index.clear()
-        for book in self._books.values():
-            book.reset()
-        self._held.clear()
-        self._position, self._anchor = -1, None
-        self.faults.rewind_schedule()
-        self.counters["loops"] += 1
-        if not self._explicit_start:
-            self._started.clear()  # wait for the clients to come back
-
-    async def _play(self) -> None:
-        clock = self.clock
-        frames = self.timeline.frames
-        tape_start = frames[0].ts_recv_ns
-        mono0, tape0 = clock.monotonic_ns(), tape_start
-        self._anchor = (mono0, tape0)
-        prev_ts = tape_start
-        faults = self.faults
-        for index, frame in enumerate(frames):
-            ts = frame.ts_recv_ns
-            if faults.schedule:
-                faults.fire_due((ts - tape_start) / 1e9)
-            if not self._inf and ts - prev_ts > self._max_idle_ns:
-                tape0 += ts - prev_ts - self._max_idle_ns  # skip long silences between tapes
-                self._anchor = (mono0, tape0)
-            prev_ts = ts
-            if not self._running.is_set():
-                paused_at = clock.monotonic_ns()
-                await self._running.wait()
-                mono0 += clock.monotonic_ns() - paused_at
-                self._anchor = (mono0, tape0)
-            while True:
-                now = clock.monotonic_ns()
-                due = now if self._inf else mono0 + int((ts - tape0) / self.speed)
-                wait_ns = max(due, self._hold_until_ns) - now
-                if wait_ns <= 1_000_000:
-                    break
-                await clock.sleep(wait_ns / 1e9)
-            self._emit(frame)
-            self._position = index
-            if self._congested:
-                await self._relieve()
-            elif index % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-
-    async def _relieve(self) -> None:
-        for conn in list(self._congested):
-            if not await conn.wait_drained(self._slow_consumer_timeout_s):
-                log.warning("sim_slow_consumer_dropped", conn_id=conn.conn_id)
-                self.counters["slow_consumer_drops"] += 1
-                conn.abort()
-        self._congested.clear()
-
-    def _emit(self, frame: Frame) -> None:
-        self.counters["frames_replayed"] += 1
-        depth = frame.depth
-        symbol = frame.symbol
-        if depth is None or symbol is None:
-            self._deliver(frame)
-            return
-        book_key = (frame.market, symbol)
-        self._books[book_key].apply(depth)  # the exchange's book moves even if nobody hears it
-        faults = self.faults
-        if faults.gaps[symbol] > 0:
-            faults.gaps[symbol] -= 1
-            self.counters["frames_gapped"] += 1
-        elif faults.reorders[symbol] > 0 and book_key not in self._held:
-            faults.reorders[symbol] -= 1
-            self._held[book_key] = frame
-        else:
-            held = self._held.pop(book_key, None)
-            self._deliver(frame)
-            if held is not None:
-                self._deliver(held)
-        # After delivery, so a fault injected from a callback hits the frames that follow.
-        for callback in self._depth_callbacks:
-            callback(symbol, depth.final_update_id)
-
-    def _deliver(self, frame: Frame) -> None:
-        targets = self._index.get(frame.key)
-        if not targets:
-            return
-        copies = 1
-        dups = self.faults.duplicates
-        if dups:
-            for key in (frame.symbol, None):
-                if dups[key] > 0:
-                    dups[key] -= 1
-                    copies = 2
-                    self.counters["frames_duplicated"] += 1
-                    break
-        now = self.clock.monotonic_ns() if self._stall_until_ns else 0
-        if now and now >= self._stall_until_ns:
-            self._stall_until_ns = now = 0
-        sent = 0
-        for conn, name in targets:
-            if now and conn.is_stalled(now):
-                continue
-            if not conn.combined:
-                payload = frame.data
-            elif name == frame.stream:
-                payload = frame.envelope
-            else:
-                payload = b'{"stream":"%s","data":%s}' % (name.encode(), frame.data)
-            for _ in range(copies):
-                if conn.send(payload):
-                    self._congested.add(conn)
-            sent += copies
-        self.counters["frames_sent"] += sent
 
     # ---- websockets --------------------------------------------------------------------------
 
@@ -442,7 +308,7 @@ class SimServer:
         )
         self._conns[conn.conn_id] = conn
         self._no_conns.clear()
-        self.counters["connections_total"] += 1
+        self._counters["connections_total"] += 1
         conn.start_keepalive(self._ping_interval_s, self._pong_timeout_s)
         if names:
             self.subscribe(conn, names)
@@ -454,7 +320,7 @@ class SimServer:
                                 WSMsgType.ERROR):  # fmt: skip
                     break
                 if not conn.note_incoming(limit_per_s):
-                    self.counters["rate_limit_disconnects"] += 1
+                    self._counters["rate_limit_disconnects"] += 1
                     conn.close_now(1008, "Too many requests")
                     continue
                 if msg.type is WSMsgType.PING:
@@ -474,43 +340,29 @@ class SimServer:
         """Add stream names to a connection's subscriptions and re-index it."""
         for name in names:
             conn.subs[name] = resolve_stream(conn.route, name, self.timeline)
-        self._reindex(conn)
-        if self._autostart and not self._started.is_set() and self._start_task is None:
+        self.replay.index(conn)
+        if self._autostart and not self.replay.started.is_set() and self._start_task is None:
             self._start_task = self._spawn(self._start_after_delay(), "sim-autostart")
 
     def unsubscribe(self, conn: Connection, names: list[str]) -> None:
         """Remove stream names from a connection's subscriptions and re-index it."""
         for name in names:
             conn.subs.pop(name, None)
-        self._reindex(conn)
+        self.replay.index(conn)
 
     async def _start_after_delay(self) -> None:
         try:
             await self.clock.sleep(self._start_delay_s)
-            self._started.set()
+            self.replay.started.set()
         finally:
             self._start_task = None
-
-    def _reindex(self, conn: Connection) -> None:
-        for key in list(self._index):
-            kept = [t for t in self._index[key] if t[0] is not conn]
-            if kept:
-                self._index[key] = kept
-            else:
-                del self._index[key]
-        if conn.closed:
-            return
-        for name, key in conn.subs.items():
-            if key is not None:
-                self._index.setdefault(key, []).append((conn, name))
 
     def _forget(self, conn: Connection) -> None:
         self._conns.pop(conn.conn_id, None)
         if not self._conns:
             self._no_conns.set()
         conn.subs.clear()
-        self._reindex(conn)
-        self._congested.discard(conn)
+        self.replay.index(conn)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)

@@ -4,6 +4,8 @@ compare two independent implementations."""
 
 from __future__ import annotations
 
+import functools
+import heapq
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -52,15 +54,17 @@ class ClientBook:
         return True
 
     def levels(self, depth: int | None = None) -> tuple[list, list]:
-        bids = sorted(self.bids.items(), reverse=True)[:depth]
-        asks = sorted(self.asks.items())[:depth]
-        return bids, asks
+        if depth is None:
+            return sorted(self.bids.items(), reverse=True), sorted(self.asks.items())
+        return heapq.nlargest(depth, self.bids.items()), heapq.nsmallest(depth, self.asks.items())
 
 
+@functools.cache
 def recorded_snapshot(path: Path) -> dict:
     return next(json.loads(f.payload) for f in read_tape(path) if f.snapshot_symbol)
 
 
+@functools.cache
 def recorded_diffs(path: Path) -> list[dict]:
     return [
         json.loads(f.payload)["data"]
