@@ -26,6 +26,7 @@ import enum
 import re
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -78,6 +79,22 @@ def resolve_stream(route: Route, stream: str, timeline: Timeline) -> tuple[Marke
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Ping:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Pong:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
 class Connection:
     """Server side of one client websocket: what it subscribed to and what it is owed."""
 
@@ -104,7 +121,7 @@ class Connection:
         self._transport = transport
         self._clock = clock
         self._spawn = spawn
-        self._queue: deque[bytes | tuple] = deque()
+        self._queue: deque[bytes | _Ping | _Pong | _Close] = deque()
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -132,8 +149,11 @@ class Connection:
             return True
         return False
 
-    def send_first(self, item: tuple) -> None:
-        """Queue a control item (ping, pong) ahead of pending frames."""
+    def send_pong(self, payload: bytes | bytearray) -> None:
+        """Answer a client ping ahead of pending frames."""
+        self._send_first(_Pong(bytes(payload)))
+
+    def _send_first(self, item: _Ping | _Pong) -> None:
         if not self.closed:
             self._queue.appendleft(item)
             self._wakeup.set()
@@ -149,7 +169,7 @@ class Connection:
     def close_after_flush(self, code: int, reason: str) -> None:
         """Close the connection once everything queued so far has been written."""
         if not self.closed:
-            self._queue.append(("close", code, reason))
+            self._queue.append(_Close(code, reason))
             self._wakeup.set()
 
     def close_now(self, code: int, reason: str) -> None:
@@ -157,7 +177,7 @@ class Connection:
         if self.closed:
             return
         self._queue.clear()
-        self._queue.append(("close", code, reason))
+        self._queue.append(_Close(code, reason))
         self._wakeup.set()
         self._spawn(self._abort_later(CLOSE_TIMEOUT_S), f"sim-ws-close-{self.conn_id}")
 
@@ -203,7 +223,7 @@ class Connection:
                     counter += 1
                     payload = b"%d-%d" % (clock.now_ns() // 1_000_000, counter)
                     self._pings[payload] = now + int(timeout_s * 1e9)
-                    self.send_first(("ping", payload))
+                    self._send_first(_Ping(payload))
                 next_ping_ns = now + interval_ns
             wake = min([next_ping_ns, *self._pings.values()])
             await clock.sleep(max(wake - clock.monotonic_ns(), 0) / 1e9 + 0.001)
@@ -224,17 +244,17 @@ class Connection:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 item = queue.popleft()
-                if item.__class__ is bytes:
-                    await ws.send_frame(item, text)  # type: ignore[arg-type]
+                if isinstance(item, bytes):
+                    await ws.send_frame(item, text)
                     self.frames_sent += 1
-                elif item[0] == "ping":
-                    await ws.ping(item[1])
-                elif item[0] == "pong":
-                    await ws.pong(item[1])
-                else:  # ("close", code, reason)
+                elif isinstance(item, _Ping):
+                    await ws.ping(item.payload)
+                elif isinstance(item, _Pong):
+                    await ws.pong(item.payload)
+                else:
                     self._mark_closed()
                     self.closing = True
-                    await ws.close(code=item[1], message=item[2].encode())
+                    await ws.close(code=item.code, message=item.reason.encode())
                     return
                 if len(queue) <= QUEUE_LOW_WATER and not self._drained.is_set():
                     self._drained.set()

@@ -97,9 +97,9 @@ class Replay:
                 del self.subscribers[key]
         self._congested.discard(conn)
         if not conn.closed:
-            for name, key in conn.subs.items():
-                if key is not None:
-                    self.subscribers.setdefault(key, []).append((conn, name))
+            for name, stream_key in conn.subs.items():
+                if stream_key is not None:
+                    self.subscribers.setdefault(stream_key, []).append((conn, name))
 
     # ---- position ---------------------------------------------------------------------------
 

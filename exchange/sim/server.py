@@ -324,7 +324,7 @@ class SimServer:
                     conn.close_now(1008, "Too many requests")
                     continue
                 if msg.type is WSMsgType.PING:
-                    conn.send_first(("pong", msg.data))
+                    conn.send_pong(msg.data)
                 elif msg.type is WSMsgType.PONG:
                     conn.note_pong(msg.data)
                 elif msg.type is WSMsgType.TEXT:
