@@ -17,6 +17,7 @@ import structlog
 from engine.clock import Clock, LiveClock
 from engine.config import Config
 from engine.model import Market
+from engine.livefeatures import LiveFeatures
 from engine.marketdata import MarketDataPipeline, SymbolMarketData
 from engine.recorder import ParquetCollector, TapeWriter
 from exchange.binance.feed import MarketFeed
@@ -70,7 +71,8 @@ class App:
         self.log = structlog.get_logger("engine.app")
         self.recorder = TapeWriter(record_to) if record_to else None
         self.collector = ParquetCollector(collect_to) if collect_to else None
-        self._row_hooks = [RowLogger()]
+        self.features = LiveFeatures(config.features, config.market.symbols)
+        self._row_hooks = [RowLogger(), self.features]
         if self.collector is not None:
             self._row_hooks.append(self.collector)  # type: ignore[arg-type]
         self.pipeline = MarketDataPipeline(
@@ -179,7 +181,7 @@ class App:
             for session in self.feed.sessions:
                 connections[session.spec.label] = session.stats_fields()
         return dict(frames=self.pipeline.stats.frames, decoder=dict(self.pipeline.decoder.counters),
-                    connections=connections, symbols=symbols)
+                    connections=connections, symbols=symbols, features=self.features.status())
 
     async def _heartbeat(self) -> None:
         interval = self.config.logging.heartbeat_s

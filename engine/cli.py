@@ -54,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="default: <paths.data_dir>/rows")
     p.add_argument("--duration", type=float, default=None)
 
+    p = sub.add_parser("features", help="compute a feature set over Parquet rows or candles")
+    _add_config(p)
+    p.add_argument("input", type=Path, help="Parquet of per-second rows or one-minute candles")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", default=None, help="feature set name (default: the set of the input's frequency)")
+
+    p = sub.add_parser("parity", help="prove streaming features equal batch features on a tape or Parquet file")
+    _add_config(p)
+    p.add_argument("source", type=Path, help="a recorded tape, or Parquet rows/candles")
+    p.add_argument("--set", default=None, help="only this feature set (default: every configured set)")
+    p.add_argument("--rtol", type=float, default=1e-9)
+
     p = sub.add_parser("check-config", help="validate a config file and print the effective settings")
     _add_config(p)
     return parser
@@ -92,6 +104,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         summary = replay_to_parquet(args.tape, args.out, config)
         print(summary)
         return EXIT_OK
+    if args.command == "features":
+        from strategy.features import run_features_command
+
+        feature_set = config.features.get(args.set) if args.set else config.features
+        written = run_features_command(args.input, args.out, feature_set)
+        print(written)
+        return EXIT_OK
+    if args.command == "parity":
+        from engine.parity import run_parity
+
+        return run_parity(args.source, config, set_label=args.set, rtol=args.rtol)
     from engine import commands
 
     if args.command == "run":

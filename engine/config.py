@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from engine.model import Market, is_binance_symbol
+from strategy.features.spec import FeaturesConfig
 
 SECRET_KEY_RE = re.compile(r"(api_?key|secret|token|password|private_?key|passphrase)", re.I)
 
@@ -145,6 +146,7 @@ class Config(_Frozen):
     endpoints: EndpointsConfig = EndpointsConfig()
     paths: PathsConfig = PathsConfig()
     logging: LoggingConfig = LoggingConfig()
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
 
 
 class Secrets(_Frozen):

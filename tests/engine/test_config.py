@@ -118,3 +118,10 @@ def test_cli_exits_2_with_one_line_per_problem_before_any_socket(tmp_path: Path)
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
     listener.close()
+
+
+def test_feature_set_errors_name_their_yaml_path() -> None:
+    problems = problems_of(
+        {"features": {"sets": [{"frequency": "second", "generators": [{"kind": "talib", "name": "RSX"}]}]}}
+    )
+    assert problems == ["features.sets[0].generators[0].name: 'RSX' is not a TA-Lib function (did you mean RSI?)"]
