@@ -125,6 +125,8 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._flushed = asyncio.Event()  # set while nothing is queued
+        self._flushed.set()
         self._pings: dict[bytes, int] = {}  # payload -> pong deadline (monotonic ns)
         self._incoming_ns: deque[int] = deque()
         self._writer = spawn(self._write_loop(), f"sim-ws-writer-{conn_id}")
@@ -144,6 +146,7 @@ class Connection:
         self._queue.append(payload)
         if not self._wakeup.is_set():
             self._wakeup.set()
+            self._flushed.clear()
         if len(self._queue) >= QUEUE_HIGH_WATER:
             self._drained.clear()
             return True
@@ -162,6 +165,14 @@ class Connection:
         """Wait until the queue is back under its low-water mark; False on timeout."""
         try:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_flushed(self, timeout_s: float) -> bool:
+        """Wait until everything queued has been written to the socket; False on timeout."""
+        try:
+            await asyncio.wait_for(self._flushed.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
@@ -241,6 +252,7 @@ class Connection:
             while True:
                 while not queue:
                     self._drained.set()
+                    self._flushed.set()
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 item = queue.popleft()
@@ -266,6 +278,7 @@ class Connection:
             self.closed = True
             self._queue.clear()
             self._drained.set()  # never leave the replay waiting on a dead connection
+            self._flushed.set()
             if self._keepalive is not None and self._keepalive is not asyncio.current_task():
                 self._keepalive.cancel()
 

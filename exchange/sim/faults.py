@@ -98,18 +98,21 @@ class Faults:
 
     def stall(self, seconds: float, pings: bool = False) -> int:
         """Send nothing (and no pings unless pings=True) to open connections for seconds."""
+        affected = self._target.stall_all(float(seconds), bool(pings))
         self.injected["stall"] += 1
-        return self._target.stall_all(float(seconds), pings)
+        return affected
 
     def drop_connections(self) -> int:
         """Drop every open websocket without a close frame; return how many."""
+        affected = self._target.drop_all()
         self.injected["drop"] += 1
-        return self._target.drop_all()
+        return affected
 
     def server_shutdown(self, after_ms: int = 1000) -> int:
         """Announce serverShutdown on every connection and close them after_ms later."""
+        affected = self._target.shutdown_all(int(after_ms))
         self.injected["server_shutdown"] += 1
-        return self._target.shutdown_all(int(after_ms))
+        return affected
 
     def http_error(self, status: int = 503, n: int = 1) -> None:
         """Fail the next n REST requests with an HTTP status."""
@@ -134,7 +137,9 @@ class Faults:
             raise FaultError(f"unknown fault kind {kind!r}; known: {', '.join(ALL_KINDS)}")
         try:
             actions[kind](**params)
-        except TypeError as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, FaultError):
+                raise
             raise FaultError(f"bad parameters for {kind}: {exc}") from exc
 
     def schedule_random(

@@ -84,6 +84,7 @@ class SimServer:
         self._ping_interval_s, self._pong_timeout_s = ping_interval_s, pong_timeout_s
         self._autostart, self._start_delay_s = autostart, start_delay_s
         self._close_when_finished = close_when_finished
+        self._slow_consumer_timeout_s = slow_consumer_timeout_s
         self._conns: dict[int, Connection] = {}
         self._no_conns = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,8 +160,10 @@ class SimServer:
         self.replay.resume()
 
     async def wait_finished(self) -> None:
-        """Wait until the replay has emitted the last frame (never returns with loop=True)."""
+        """Wait until the last frame is emitted and written out by every connection (not with loop)."""
         await self.replay.finished.wait()
+        for conn in list(self._conns.values()):
+            await conn.wait_flushed(self._slow_consumer_timeout_s)
 
     @property
     def port(self) -> int:
