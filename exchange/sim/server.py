@@ -235,7 +235,11 @@ class SimServer:
                 "server_time_ms": self.server_time_ms(),
             },
             "books": {
-                f"{m.value}:{s}": {"last_update_id": b.served_update_id, "synced": b.synced}
+                f"{m.value}:{s}": {
+                    "last_update_id": b.served_update_id,
+                    "synced": b.synced,
+                    "tape_gaps": b.tape_gaps,
+                }
                 for (m, s), b in sorted(replay.books.items())
             },
         }
