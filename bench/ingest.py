@@ -1,35 +1,46 @@
-"""Ingest throughput: JSON bytes -> decoded -> applied to a synced book, three ways, one run.
+"""Ingest throughput: JSON bytes -> applied book + folded row, three ways, one run.
 
     python bench/ingest.py
 
-Frames: the depth and trade frames (and the REST snapshot) of the shared tapes
+Frames: the depth, trade and REST-snapshot frames of the shared tapes
 ../shared/data/binance-tapes/*.gz, read into memory first (file I/O excluded), replayed in tape
-order. Figure: messages per second, best of REPEATS runs, per tape and over all tapes.
+order. bookTicker frames (most of those tapes) are left out: the engine does not subscribe to
+them (depth + trade streams are what production ingests), and the baselines handle none.
+Figure: messages per second, best of REPEATS runs, per tape and over all tapes.
 
-* ours: FrameDecoder (msgspec typed structs) -> BookSync -> OrderBook (integer ticks, bands).
+* ours: the production path, `engine.marketdata.MarketDataPipeline(market, symbols,
+  FoldConfig()).on_frame(payload, ts_recv_ns)` / `.on_snapshot(...)`: decode (msgspec) ->
+  BookSync -> OrderBook (integer ticks, exact bands) -> SymbolFolder (per-second rows and
+  one-minute candles in ring buffers, the book sampled once per second for bid/ask and depth
+  bands), then `flush()`. Per-stage split from cumulative runs of the same frames: decode only
+  (FrameDecoder), + sync and book (FrameDecoder -> BookSync -> OrderBook), + fold (the whole
+  pipeline); each stage is the difference of two of them.
 * baseline "cryptofeed-style": orjson decode, Decimal prices and quantities into the
   `order-book` C extension's OrderBook, cryptofeed's `_check_update_id` (spot and futures
-  versions) and its per-message delta lists and Trade objects (callbacks excluded).
+  versions) and its per-message delta lists and Trade objects (callbacks excluded). It folds
+  nothing into rows: cryptofeed hands trades and books to user callbacks. Our figure includes
+  the fold, so the ratio understates the like-for-like speed-up.
 * python-binance 1.0.37 `DepthCacheManager` logic on its `DepthCache` (orjson, string price
   keys, float quantities, strict `U == last+1` with re-initialisation from the snapshot); spot
-  only: python-binance keeps futures books from partial depth, not diffs.
+  only: python-binance keeps futures books from partial depth, not diffs. No fold either.
 
-Goal: ours >= 4x the cryptofeed-style path. Correctness is checked in the same run (the final
-books of ours and the cryptofeed-style path must be equal). Writes bench/results/ingest.json.
+Goal: ours >= 4x the cryptofeed-style path. Correctness is checked in the same run: the final
+books of ours and of the cryptofeed-style path must be equal. Writes bench/results/ingest.json.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import structlog
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,9 +48,11 @@ sys.path.insert(0, str(ROOT))
 from binance.ws.depthcache import DepthCache
 from order_book import OrderBook as CfOrderBook
 
-from engine.events import DepthDiff, TradePrinted
+from engine.config import FoldConfig
+from engine.events import DepthDiff
+from engine.marketdata import MarketDataPipeline
 from engine.model import Market
-from engine.tape import read_tape
+from engine.tape import TapeFrame, read_tape, tape_symbols
 from exchange.binance.parse import FrameDecoder
 from exchange.binance.sync import BookSync
 from exchange.book import OrderBook
@@ -53,12 +66,7 @@ TAPES = [
 GOAL_RATIO = 4.0
 REPEATS = 5
 
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    payload: bytes
-    ts_recv_ns: int
-    snapshot_symbol: str | None
+Frame = TapeFrame
 
 
 def load_frames(path: Path) -> list[Frame]:
@@ -67,23 +75,40 @@ def load_frames(path: Path) -> list[Frame]:
     for f in read_tape(path):
         head = f.payload[:48]
         if f.is_snapshot or b"@depth" in head or b"@trade" in head or b"@aggTrade" in head:
-            out.append(Frame(f.payload, f.ts_recv_ns, f.snapshot_symbol))
+            out.append(f)
     return out
 
 
-# ---------------------------------------------------------------- ours
+# ---------------------------------------------------------------- ours: the production path
 
 
-def run_our_path(
-    frames: Iterable[Frame],
-    market: Market,
-    on_trade: Callable[[TradePrinted], None] | None = None,
-) -> dict[str, BookSync]:
-    """Decode every frame, keep one synced book per symbol, hand trades to on_trade.
+def run_pipeline(frames: Iterable[Frame], market: Market, symbols: list[str]) -> MarketDataPipeline:
+    """Feed every frame to the market-data pipeline the live feed and replay use."""
+    pipeline = MarketDataPipeline(market, symbols, FoldConfig())
+    on_frame, on_snapshot = pipeline.on_frame, pipeline.on_snapshot
+    for frame in frames:
+        if frame.snapshot_symbol is not None:
+            on_snapshot(frame.snapshot_symbol, frame.payload, frame.ts_recv_ns)
+        else:
+            on_frame(frame.payload, frame.ts_recv_ns)
+    pipeline.flush()
+    return pipeline
 
-    The tape holds the REST snapshot the recorder fetched, so snapshot requests from BookSync
-    are answered by the tape itself.
-    """
+
+def run_decode_only(frames: Iterable[Frame], market: Market) -> FrameDecoder:
+    """Stage 1 alone: the pipeline's decoder on every frame."""
+    decoder = FrameDecoder(market)
+    decode, decode_snapshot = decoder.decode, decoder.decode_snapshot
+    for frame in frames:
+        if frame.snapshot_symbol is not None:
+            decode_snapshot(frame.payload, frame.snapshot_symbol, frame.ts_recv_ns)
+        else:
+            decode(frame.payload, frame.ts_recv_ns)
+    return decoder
+
+
+def run_decode_book(frames: Iterable[Frame], market: Market) -> dict[str, BookSync]:
+    """Stages 1+2: decode, then one BookSync + OrderBook per symbol (no fold, trades dropped)."""
     decoder = FrameDecoder(market)
     syncs: dict[str, BookSync] = {}
     decode = decoder.decode
@@ -101,8 +126,6 @@ def run_our_path(
             if sync is None:
                 sync = syncs[event.symbol] = BookSync(event.symbol, market, OrderBook(event.symbol))
             sync.on_diff(event)
-        elif type(event) is TradePrinted and on_trade is not None:
-            on_trade(event)
     return syncs
 
 
@@ -322,86 +345,127 @@ def best_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     return best
 
 
-def books_agree(ours: dict[str, BookSync], cf: CryptofeedStyle) -> bool:
-    for symbol, sync in ours.items():
-        book = cf.l2_book[symbol].book
+def books_agree(books: dict[str, OrderBook], cf: CryptofeedStyle) -> bool:
+    for symbol, book in books.items():
+        theirs = cf.l2_book[symbol].book
         theirs_b = sorted(
-            ((float(p), float(q)) for p, q in book.bids.to_dict().items()), reverse=True
+            ((float(p), float(q)) for p, q in theirs.bids.to_dict().items()), reverse=True
         )
-        theirs_a = sorted((float(p), float(q)) for p, q in book.asks.to_dict().items())
-        if sync.book.levels("bid") != theirs_b or sync.book.levels("ask") != theirs_a:
+        theirs_a = sorted((float(p), float(q)) for p, q in theirs.asks.to_dict().items())
+        if book.levels("bid") != theirs_b or book.levels("ask") != theirs_a:
             return False
     return True
 
 
+def measure_tape(name: str, market: Market) -> dict:
+    path = DATA / name
+    frames = load_frames(path)
+    symbols = tape_symbols(path)
+    n = len(frames)
+    pipeline = run_pipeline(frames, market, symbols)
+    cf = run_cryptofeed_path(frames, market)
+    agree = books_agree({s: st.book for s, st in pipeline.symbols.items()}, cf)
+    rows = sum(st.folder.rows_closed for st in pipeline.symbols.values())
+    t_decode = best_seconds(lambda: run_decode_only(frames, market))
+    t_book = best_seconds(lambda: run_decode_book(frames, market))
+    t_ours = best_seconds(lambda: run_pipeline(frames, market, symbols))
+    t_cf = best_seconds(lambda: run_cryptofeed_path(frames, market))
+    row = {
+        "tape": name,
+        "messages": n,
+        "depth_diffs": sum(1 for f in frames if b"@depth" in f.payload[:48]),
+        "rows_folded": rows,
+        "ours_msg_per_s": n / t_ours,
+        "cryptofeed_msg_per_s": n / t_cf,
+        "ratio_vs_cryptofeed": t_cf / t_ours,
+        "stage_us_per_msg": {
+            "decode": t_decode / n * 1e6,
+            "sync_book": (t_book - t_decode) / n * 1e6,
+            "fold": (t_ours - t_book) / n * 1e6,
+            "total": t_ours / n * 1e6,
+        },
+        "books_agree": agree,
+        "gaps_ours": sum(st.gaps for st in pipeline.symbols.values()),
+        "resets_cryptofeed": cf.resets,
+        "seconds": {"ours": t_ours, "decode": t_decode, "decode_book": t_book, "cryptofeed": t_cf},
+    }
+    if market is Market.SPOT:
+        pb = run_python_binance_path(frames, market)
+        t_pb = best_seconds(lambda: run_python_binance_path(frames, market))
+        row["python_binance_msg_per_s"] = n / t_pb
+        row["ratio_vs_python_binance"] = t_pb / t_ours
+        row["python_binance_reinits"] = pb.reinits
+        row["seconds"]["python_binance"] = t_pb
+    return row
+
+
+def print_tape(row: dict) -> None:
+    st = row["stage_us_per_msg"]
+    pb_text = (
+        f"python-binance {row['python_binance_msg_per_s']:>9,.0f}/s"
+        f" (x{row['ratio_vs_python_binance']:.2f}, {row['python_binance_reinits']} re-inits)"
+        if "python_binance_msg_per_s" in row
+        else "python-binance n/a (futures: partial depth only)"
+    )
+    print(
+        f"{row['tape']:26s} {row['messages']:6d} msgs ({row['depth_diffs']} diffs,"
+        f" {row['rows_folded']} rows)  ours {row['ours_msg_per_s']:>9,.0f}/s"
+        f"  cryptofeed-style {row['cryptofeed_msg_per_s']:>9,.0f}/s"
+        f" (x{row['ratio_vs_cryptofeed']:.2f})  books agree: {row['books_agree']}"
+    )
+    print(
+        f"{'':26s} ours µs/msg: decode {st['decode']:.2f} + sync+book {st['sync_book']:.2f}"
+        f" + fold {st['fold']:.2f} = {st['total']:.2f}    {pb_text}"
+    )
+
+
 def main() -> None:
+    # The pipeline logs book_synced at info on every run; keep the figures readable.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     rows = []
-    totals = {"ours": 0.0, "cryptofeed": 0.0, "messages": 0}
-    spot_totals = {"ours": 0.0, "python_binance": 0.0, "messages": 0}
-    on_trade_count = [0]
-
-    def count_trade(_: TradePrinted) -> None:
-        on_trade_count[0] += 1
-
     for name, market in TAPES:
-        frames = load_frames(DATA / name)
-        n = len(frames)
-        ours = run_our_path(frames, market, count_trade)
-        cf = run_cryptofeed_path(frames, market)
-        agree = books_agree(ours, cf)
-        t_ours = best_seconds(lambda f=frames, m=market: run_our_path(f, m, count_trade))
-        t_cf = best_seconds(lambda f=frames, m=market: run_cryptofeed_path(f, m))
-        row = {
-            "tape": name,
-            "messages": n,
-            "ours_msg_per_s": n / t_ours,
-            "cryptofeed_msg_per_s": n / t_cf,
-            "ratio_vs_cryptofeed": t_cf / t_ours,
-            "books_agree": agree,
-            "gaps_ours": sum(s.counters.gaps for s in ours.values()),
-            "resets_cryptofeed": cf.resets,
-        }
-        totals["ours"] += t_ours
-        totals["cryptofeed"] += t_cf
-        totals["messages"] += n
-        if market is Market.SPOT:
-            pb = run_python_binance_path(frames, market)
-            t_pb = best_seconds(lambda f=frames, m=market: run_python_binance_path(f, m))
-            row["python_binance_msg_per_s"] = n / t_pb
-            row["ratio_vs_python_binance"] = t_pb / t_ours
-            row["python_binance_reinits"] = pb.reinits
-            spot_totals["ours"] += t_ours
-            spot_totals["python_binance"] += t_pb
-            spot_totals["messages"] += n
+        row = measure_tape(name, market)
         rows.append(row)
-        pb_text = (
-            f"  python-binance {row['python_binance_msg_per_s']:>9,.0f}/s"
-            f" (x{row['ratio_vs_python_binance']:.2f}, {row['python_binance_reinits']} re-inits)"
-            if "python_binance_msg_per_s" in row
-            else "  python-binance n/a (futures: partial depth only)"
+        print_tape(row)
+
+    def total(key: str, spot_only: bool = False) -> float:
+        return sum(
+            r["seconds"][key] for r in rows if not spot_only or "python_binance" in r["seconds"]
         )
-        print(
-            f"{name:28s} {n:6d} msgs  ours {row['ours_msg_per_s']:>9,.0f}/s"
-            f"  cryptofeed-style {row['cryptofeed_msg_per_s']:>9,.0f}/s"
-            f" (x{row['ratio_vs_cryptofeed']:.2f}){pb_text}  books agree: {agree}"
-        )
-    ratio = totals["cryptofeed"] / totals["ours"]
+
+    messages = sum(r["messages"] for r in rows)
+    spot_messages = sum(r["messages"] for r in rows if "python_binance" in r["seconds"])
+    ratio = total("cryptofeed") / total("ours")
+    stages = {
+        "decode": total("decode") / messages * 1e6,
+        "sync_book": (total("decode_book") - total("decode")) / messages * 1e6,
+        "fold": (total("ours") - total("decode_book")) / messages * 1e6,
+        "total": total("ours") / messages * 1e6,
+    }
     summary = {
-        "figure_msg_per_s": totals["messages"] / totals["ours"],
-        "baseline": "cryptofeed-style (orjson + Decimal + order-book C OrderBook)",
-        "baseline_msg_per_s": totals["messages"] / totals["cryptofeed"],
+        "figure": "MarketDataPipeline.on_frame/on_snapshot + flush: decode, sync, book, fold",
+        "figure_msg_per_s": messages / total("ours"),
+        "baseline": "cryptofeed-style (orjson + Decimal + order-book C OrderBook; no fold)",
+        "baseline_msg_per_s": messages / total("cryptofeed"),
         "ratio": ratio,
         "goal_ratio": GOAL_RATIO,
         "met": ratio >= GOAL_RATIO,
-        "python_binance_spot_msg_per_s": spot_totals["messages"] / spot_totals["python_binance"],
-        "ours_spot_msg_per_s": spot_totals["messages"] / spot_totals["ours"],
-        "ratio_vs_python_binance_spot": spot_totals["python_binance"] / spot_totals["ours"],
+        "stage_us_per_msg": stages,
+        "python_binance_spot_msg_per_s": spot_messages / total("python_binance", True),
+        "ours_spot_msg_per_s": spot_messages / total("ours", True),
+        "ratio_vs_python_binance_spot": total("python_binance", True) / total("ours", True),
         "all_books_agree": all(r["books_agree"] for r in rows),
         "tapes": rows,
     }
     print()
-    print(f"ours (all tapes)            : {summary['figure_msg_per_s']:,.0f} msg/s")
-    print(f"baseline cryptofeed-style   : {summary['baseline_msg_per_s']:,.0f} msg/s")
+    print(f"ours (all tapes, with fold) : {summary['figure_msg_per_s']:,.0f} msg/s")
+    print(
+        f"  per stage, µs/msg         : decode {stages['decode']:.2f} + sync+book"
+        f" {stages['sync_book']:.2f} + fold {stages['fold']:.2f} = {stages['total']:.2f}"
+    )
+    print(
+        f"baseline cryptofeed-style   : {summary['baseline_msg_per_s']:,.0f} msg/s (folds no rows)"
+    )
     print(
         f"ratio                       : x{ratio:.2f}   goal: x{GOAL_RATIO:.1f}"
         f"   met: {summary['met']}"
@@ -409,7 +473,7 @@ def main() -> None:
     print(
         f"python-binance (spot tapes) : {summary['python_binance_spot_msg_per_s']:,.0f} msg/s"
         f"   ours on the same: {summary['ours_spot_msg_per_s']:,.0f} msg/s"
-        f"   ratio x{summary['ratio_vs_python_binance_spot']:.2f}"
+        f"   ratio x{summary['ratio_vs_python_binance_spot']:.2f} (python-binance folds no rows)"
     )
     print(f"books agree (ours vs cryptofeed-style): {summary['all_books_agree']}")
     out = ROOT / "bench" / "results"
