@@ -136,6 +136,16 @@ class LoggingConfig(_Frozen):
     backups: Annotated[int, Field(ge=0)] = 5
     heartbeat_s: Annotated[float, Field(gt=0)] = 60.0
 
+    @field_validator("console", mode="before")
+    @classmethod
+    def _yaml_off_is_false(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as False (and `on` as True): take the user's meaning
+        if value is False:
+            return "off"
+        if value is True:
+            return "auto"
+        return value
+
 
 class Config(_Frozen):
     mode: Literal["paper", "testnet", "live", "backtest"] = "paper"

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.model import Market
+
 _SNAPSHOT_URL = re.compile(rb"^https?://\S+/depth\?symbol=([A-Z0-9_]+)\S* -> ([0-9.]+): ")
 _NS_THRESHOLD = 10**17  # ns epochs are ~1.7e18, µs epochs ~1.7e15
 
@@ -159,10 +161,8 @@ def tape_symbols(path: str | Path) -> list[str]:
     return list(seen)
 
 
-def infer_market(path: str | Path) -> "Market":
+def infer_market(path: str | Path) -> Market:
     """Return USDM when the tape's depth diffs carry `pu` (futures), else SPOT."""
-    from engine.model import Market
-
     for frame in read_tape(path):
         if b'"depthUpdate"' in frame.payload:
             return Market.USDM if b'"pu":' in frame.payload else Market.SPOT

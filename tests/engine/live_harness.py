@@ -49,6 +49,7 @@ async def live_run(
     overrides: dict | None = None,
     chaos: Callable[[SimServer, App], Awaitable[None]] | None = None,
     on_app: Callable[[App], None] | None = None,
+    app_kwargs: dict | None = None,
 ) -> LiveRun:
     market = infer_market(tape)
     symbols = tape_symbols(tape)
@@ -72,7 +73,7 @@ async def live_run(
             run.sim_books[(symbol, final_update_id)] = (_norm(bids), _norm(asks))
 
         sim.on_depth_sent(on_sent)
-        app = App(config, tick_sizes=await fetch_tick_sizes(config), on_book_changed=on_book)
+        app = App(config, tick_sizes=await fetch_tick_sizes(config), on_book_changed=on_book, **(app_kwargs or {}))
         app.add_row_hook(collector)
         run.app = app
         if on_app is not None:

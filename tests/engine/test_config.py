@@ -125,3 +125,9 @@ def test_feature_set_errors_name_their_yaml_path() -> None:
         {"features": {"sets": [{"frequency": "second", "generators": [{"kind": "talib", "name": "RSX"}]}]}}
     )
     assert problems == ["features.sets[0].generators[0].name: 'RSX' is not a TA-Lib function (did you mean RSI?)"]
+
+
+def test_yaml_bare_off_means_off(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("logging: {console: off}\n")
+    assert load_config(cfg).logging.console == "off"
