@@ -170,6 +170,11 @@ def _dispatch_on_kind(value: Any, handler: Any) -> Any:
     return _BY_KIND[kind].model_validate(value)
 
 
+def parse_label(value: dict[str, Any]) -> LabelSpec:
+    """Validate one label generator given as a mapping (its `kind` picks the model)."""
+    return _dispatch_on_kind(value, None)
+
+
 LabelSpecField = Annotated[LabelSpec, WrapValidator(_dispatch_on_kind)]
 
 
