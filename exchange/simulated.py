@@ -1,0 +1,618 @@
+"""Simulated execution venue for paper trading and backtests: deterministic, driven by exchange time.
+
+`SimulatedVenue` is the synchronous matching core. It never reads a clock and draws no random
+numbers: its only inputs are commands (`submit`, `cancel`, each with the exchange time it was
+sent at) and market events (`on_book`, `on_trade`, `on_mark_price`, `advance`), so the same
+sequence gives the same events whether it comes live (paper) or from a tape (backtest).
+
+Time. A command sent at t reaches the venue at t + latency_ms. It is processed when the first
+market call at or after that time arrives, before that call's own event, against the book as it
+stands then (the book reported by the latest `on_book`). Funding settles the same way at each
+funding time. Outcomes (accept/reject, fills) are stamped with the time the command arrived.
+
+Matching (see docs/portfolio.md for the full rules):
+- MARKET and the marketable part of a LIMIT walk the book best level first (taker, level prices).
+  Liquidity our orders took stays taken until the level's visible quantity changes.
+- A resting LIMIT fills as maker at its own price when the opposite best crosses it (`on_book`),
+  when a trade whose aggressor hit our side prints strictly through it, or (queue model) when such
+  trades at its price have used up the visible quantity that was ahead of it when it arrived.
+- STOP_* / TAKE_PROFIT_* / TRAILING_STOP_MARKET trigger on trade prices (or mark prices for
+  futures when configured), then execute as MARKET or LIMIT.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from engine.events import MarkPriceUpdated, TradePrinted
+from engine.model import Instrument, Market, Side
+from engine.orders import (
+    FundingPaid,
+    Liquidity,
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from exchange.base import Balance, OpenOrder, VenuePosition
+from exchange.simulated_account import Account, FuturesAccount, SpotAccount
+from exchange.simulated_orders import (
+    CONDITIONAL_TYPES,
+    DEFAULT_FEES,
+    FEE_QUANTUM,
+    LIMIT_AFTER_TRIGGER,
+    Consumed,
+    FeeSchedule,
+    Reject,
+    SimOrder,
+    check_filters,
+    stop_triggered,
+    take_liquidity,
+    trailing_triggered,
+    vwap,
+    walk_levels,
+    wire_price,
+    wire_qty,
+)
+
+_ZERO = Decimal(0)
+_MAX_CONSUMED_LEVELS = 512  # remembered levels per side before the memory is dropped
+
+
+class QueueModel(enum.StrEnum):
+    """When a resting limit fills from trades printed exactly at its price."""
+
+    THROUGH = "through"  # never: only trades strictly through the price fill it (conservative)
+    QUEUE = "queue"  # once such trades used up the visible quantity ahead of it
+
+
+class TriggerSource(enum.StrEnum):
+    LAST = "last"  # Binance CONTRACT_PRICE / spot: last trade price
+    MARK = "mark"  # futures workingType=MARK_PRICE
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedVenueConfig:
+    market: Market = Market.SPOT
+    latency_ms: int = 0  # one-way: a command sent at t is processed at t + latency_ms
+    fees: FeeSchedule | None = None  # None: Binance's regular tier for the market
+    leverage: int = 1  # futures
+    margin_asset: str = "USDT"  # futures
+    queue_model: QueueModel = QueueModel.QUEUE
+    stop_trigger: TriggerSource = TriggerSource.LAST
+    fill_without_book: bool = False  # True: market orders with no book fill at the last trade
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0: {self.latency_ms}")
+
+
+class BookView(Protocol):
+    """What the venue reads from an order book (exchange.book.OrderBook satisfies it)."""
+
+    def best_bid(self) -> float: ...
+
+    def best_ask(self) -> float: ...
+
+    def levels(self, side: str, n: int | None = None) -> list[tuple[float, float]]: ...
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    instrument: Instrument
+    book: BookView | None = None
+    last_price: Decimal | None = None
+    mark_price: Decimal | None = None
+    funding_rate: Decimal | None = None
+    next_funding_ms: int | None = None
+    last_funding_ms: int = -1
+    orders: dict[str, SimOrder] = field(default_factory=dict)  # open, by client order id
+    consumed: dict[str, Consumed] = field(default_factory=lambda: {"bid": {}, "ask": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    effective_ms: int
+    intent: OrderIntent | None  # None: a cancel
+    symbol: str
+    client_order_id: str
+
+
+def _taker_side_key(side: Side) -> str:
+    return "ask" if side is Side.BUY else "bid"
+
+
+def _priority(order: SimOrder) -> tuple[Decimal, int]:
+    price = order.working_price or _ZERO
+    return (-price if order.side is Side.BUY else price, order.seq)
+
+
+class SimulatedVenue:
+    """Deterministic matching core: commands and market events in, order events out."""
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        balances: Mapping[str, Decimal],
+        config: SimulatedVenueConfig | None = None,
+    ) -> None:
+        self.config = config or SimulatedVenueConfig()
+        self.fees = self.config.fees or DEFAULT_FEES[self.config.market]
+        self._symbols = {i.symbol: _SymbolState(i) for i in instruments}
+        for inst in self._symbols.values():
+            if inst.instrument.market is not self.config.market:
+                raise ValueError(
+                    f"{inst.instrument.symbol} is {inst.instrument.market}, venue is {self.config.market}"
+                )
+        self.account: Account
+        if self.config.market is Market.USDM:
+            asset = self.config.margin_asset
+            wallet = Decimal(balances.get(asset, _ZERO))
+            self.account = FuturesAccount(wallet, asset, self.config.leverage, self.fees)
+        else:
+            self.account = SpotAccount(balances, self.fees)
+        self._queue: deque[_Command] = deque()
+        self._now_ms = 0
+        self._seq = 0
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self.unknown_cancels = 0  # cancels of orders not open any more (Binance -2011)
+
+    @property
+    def now_ms(self) -> int:
+        """Return the latest exchange time the venue has seen."""
+        return self._now_ms
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, intent: OrderIntent, now_ms: int) -> list[OrderEvent]:
+        """Send an order at exchange time now_ms; return the events due by now_ms (latency 0)."""
+        self._queue.append(
+            _Command(now_ms + self.config.latency_ms, intent, intent.symbol, intent.client_order_id)
+        )
+        return self.advance(now_ms)
+
+    def cancel(self, symbol: str, client_order_id: str, now_ms: int) -> list[OrderEvent]:
+        """Ask to cancel an order at now_ms; OrderCanceled follows if it is still open on arrival."""
+        self._queue.append(_Command(now_ms + self.config.latency_ms, None, symbol, client_order_id))
+        return self.advance(now_ms)
+
+    def advance(self, now_ms: int) -> list[OrderEvent]:
+        """Process every command and funding settlement due at or before now_ms."""
+        events: list[OrderEvent] = []
+        while True:
+            command_ms = self._queue[0].effective_ms if self._queue else math.inf
+            funding_ms, funding_state = math.inf, None
+            for state in self._symbols.values():
+                if state.next_funding_ms is not None and state.next_funding_ms < funding_ms:
+                    funding_ms, funding_state = state.next_funding_ms, state
+            if min(command_ms, funding_ms) > now_ms:
+                break
+            if funding_state is not None and funding_ms <= command_ms:
+                events.extend(self._settle_funding(funding_state))
+            else:
+                command = self._queue.popleft()
+                self._now_ms = max(self._now_ms, command.effective_ms)
+                if command.intent is not None:
+                    events.extend(self._activate(command.intent, command.effective_ms))
+                else:
+                    events.extend(
+                        self._cancel(command.symbol, command.client_order_id, command.effective_ms)
+                    )
+        self._now_ms = max(self._now_ms, now_ms)
+        return events
+
+    # ------------------------------------------------------------- market events
+
+    def on_book(self, symbol: str, book: BookView, ts_ms: int) -> list[OrderEvent]:
+        """Take the current book of symbol (already updated); fill resting orders it crosses."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            return []
+        state.book = book
+        for consumed in state.consumed.values():
+            if len(consumed) > _MAX_CONSUMED_LEVELS:
+                consumed.clear()
+        events = self.advance(ts_ms)
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        for order in sorted(self._resting(state), key=_priority):
+            price = order.working_price
+            assert price is not None
+            own_best, opposite_best = (
+                (best_bid, best_ask) if order.side is Side.BUY else (best_ask, best_bid)
+            )
+            if math.isnan(own_best) or (
+                wire_price(state.instrument, own_best) < price
+                if order.side is Side.BUY
+                else wire_price(state.instrument, own_best) > price
+            ):
+                order.queue_ahead = _ZERO  # our price level emptied: nobody is ahead any more
+            if math.isnan(opposite_best):
+                continue
+            opposite = wire_price(state.instrument, opposite_best)
+            if opposite <= price if order.side is Side.BUY else opposite >= price:
+                events.extend(self._cross_resting(state, order, ts_ms))
+        return events
+
+    def on_trade(self, trade: TradePrinted) -> list[OrderEvent]:
+        """Fill resting orders a trade reaches, then trigger conditional orders on its price."""
+        state = self._symbols.get(trade.symbol)
+        if state is None:
+            return []
+        ts = trade.ts_event_ms
+        events = self.advance(ts)
+        price = wire_price(state.instrument, trade.price)
+        available = wire_qty(state.instrument, trade.qty)
+        # buyer_is_maker: the aggressor sold, so it could only have hit our bids
+        hit_side = Side.BUY if trade.buyer_is_maker else Side.SELL
+        for order in sorted(self._resting(state), key=_priority):
+            if available <= 0:
+                break
+            if order.side is not hit_side:
+                continue
+            limit = order.working_price
+            assert limit is not None
+            if price < limit if order.side is Side.BUY else price > limit:
+                take = min(self._fillable(order), available)
+            elif price == limit and self.config.queue_model is QueueModel.QUEUE:
+                ahead = min(order.queue_ahead, available)
+                order.queue_ahead -= ahead
+                available -= ahead
+                take = min(self._fillable(order), available)
+            else:
+                continue
+            available -= take
+            events.extend(self._fill_resting(state, order, limit, take, ts))
+        state.last_price = price
+        if self.config.stop_trigger is TriggerSource.LAST or self.config.market is Market.SPOT:
+            events.extend(self._check_triggers(state, price, ts))
+        return events
+
+    def on_mark_price(self, mark: MarkPriceUpdated) -> list[OrderEvent]:
+        """Settle funding due before this event, then take its mark price, rate and next time."""
+        state = self._symbols.get(mark.symbol)
+        if state is None:
+            return []
+        events = self.advance(mark.ts_event_ms)
+        state.mark_price = wire_price(state.instrument, mark.mark_price)
+        state.funding_rate = Decimal(repr(mark.funding_rate))
+        if mark.next_funding_ms > state.last_funding_ms:
+            state.next_funding_ms = mark.next_funding_ms
+        if self.config.stop_trigger is TriggerSource.MARK and self.config.market is Market.USDM:
+            events.extend(self._check_triggers(state, state.mark_price, mark.ts_event_ms))
+        return events
+
+    # ------------------------------------------------------------------ snapshots
+
+    def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        """Return the open orders (resting or untriggered), in activation order."""
+        if symbol is None:
+            states = list(self._symbols.values())
+        else:
+            states = [self._symbols[symbol]] if symbol in self._symbols else []
+        orders = sorted((o for s in states for o in s.orders.values()), key=lambda o: o.seq)
+        return [
+            OpenOrder(
+                o.symbol,
+                o.intent.client_order_id,
+                o.venue_order_id,
+                o.side,
+                o.intent.quantity,
+                o.filled,
+                OrderStatus.PARTIALLY_FILLED if o.filled > 0 else OrderStatus.NEW,
+                o.intent,
+            )
+            for o in orders
+        ]
+
+    def balances(self) -> dict[str, Balance]:
+        return self.account.balances()
+
+    def positions(self) -> dict[str, VenuePosition]:
+        return self.account.positions()
+
+    def marks(self) -> dict[str, Decimal]:
+        """Return the price each symbol is valued at: mark price, else last trade price."""
+        out = {}
+        for symbol, state in self._symbols.items():
+            price = state.mark_price if state.mark_price is not None else state.last_price
+            if price is not None:
+                out[symbol] = price
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _resting(self, state: _SymbolState) -> list[SimOrder]:
+        return [o for o in state.orders.values() if o.triggered and o.working_price is not None]
+
+    def _fillable(self, order: SimOrder) -> Decimal:
+        """Return how much of order may fill now (reduce-only orders stop at the position)."""
+        if not order.intent.reduce_only:
+            return order.remaining
+        limit = self.account.reducible(order.symbol, order.side)
+        return order.remaining if limit is None else min(order.remaining, limit)
+
+    def _reject(
+        self, intent: OrderIntent, reason: Reject, message: str, ts: int
+    ) -> list[OrderEvent]:
+        return [OrderRejected(intent.symbol, intent.client_order_id, reason.value, message, ts)]
+
+    def _activate(self, intent: OrderIntent, ts: int) -> list[OrderEvent]:
+        state = self._symbols.get(intent.symbol)
+        if state is None:
+            return self._reject(
+                intent, Reject.UNKNOWN_SYMBOL, f"unknown symbol {intent.symbol}", ts
+            )
+        if intent.client_order_id in state.orders:
+            return self._reject(
+                intent, Reject.DUPLICATE_CLIENT_ORDER_ID, "Duplicate order sent.", ts
+            )
+        failure = check_filters(intent, state.instrument, self._reference_price(state))
+        if failure is not None:
+            return self._reject(intent, failure[0], failure[1], ts)
+        conditional = intent.type in CONDITIONAL_TYPES
+        trigger_price = self._trigger_price(state)
+        if (
+            conditional
+            and intent.type is not OrderType.TRAILING_STOP_MARKET
+            and trigger_price is not None
+            and stop_triggered(intent, trigger_price)
+        ):
+            return self._reject(
+                intent, Reject.WOULD_TRIGGER_IMMEDIATELY, "Order would trigger immediately.", ts
+            )
+        order = SimOrder(
+            intent, state.instrument, str(self._next_order_id), self._seq, triggered=not conditional
+        )
+        order.working_price = intent.price if intent.type is OrderType.LIMIT else None
+        marks = self.marks()
+        refusal = self.account.reserve(order, marks)
+        if refusal is None and intent.type is OrderType.MARKET:
+            plan = self._walk(state, order)
+            qty, notional = vwap(plan)
+            if qty > 0:
+                refusal = self.account.check_taker(order, qty, notional, marks)
+        if refusal is not None:
+            self.account.release(order)
+            return self._reject(
+                intent, refusal, f"{refusal.value}: account cannot cover the order", ts
+            )
+        self._next_order_id += 1
+        self._seq += 1
+        state.orders[intent.client_order_id] = order
+        events: list[OrderEvent] = [
+            OrderAccepted(intent.symbol, intent.client_order_id, order.venue_order_id, ts)
+        ]
+        if order.triggered:
+            events.extend(self._execute(state, order, ts))
+        elif intent.type is OrderType.TRAILING_STOP_MARKET and trigger_price is not None:
+            trailing_triggered(order, trigger_price)  # starts tracking; one price cannot trigger
+        return events
+
+    def _cancel(self, symbol: str, client_order_id: str, ts: int) -> list[OrderEvent]:
+        state = self._symbols.get(symbol)
+        order = state.orders.get(client_order_id) if state else None
+        if state is None or order is None:
+            self.unknown_cancels += 1
+            return []
+        self._close(state, order)
+        return [OrderCanceled(symbol, client_order_id, ts, "canceled")]
+
+    def _close(self, state: _SymbolState, order: SimOrder) -> None:
+        self.account.release(order)
+        state.orders.pop(order.intent.client_order_id, None)
+
+    def _expire(
+        self, state: _SymbolState, order: SimOrder, reason: Reject, ts: int
+    ) -> list[OrderEvent]:
+        self._close(state, order)
+        return [OrderExpired(order.symbol, order.intent.client_order_id, ts, reason.value)]
+
+    def _walk(
+        self, state: _SymbolState, order: SimOrder
+    ) -> list[tuple[float, float, Decimal, Decimal]]:
+        """Return the taker fills order would get from the current book (nothing is changed)."""
+        qty = self._fillable(order)
+        if state.book is None:
+            if (
+                order.working_price is None
+                and self.config.fill_without_book
+                and state.last_price
+                and qty > 0
+            ):
+                return [(math.nan, math.nan, state.last_price, qty)]
+            return []
+        key = _taker_side_key(order.side)
+        levels = state.book.levels(key)
+        return walk_levels(
+            state.instrument, levels, order.side, qty, order.working_price, state.consumed[key]
+        )
+
+    def _execute(self, state: _SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
+        """Run a triggered order against the book: taker part, then rest, expire or complete."""
+        intent = order.intent
+        limit = order.working_price
+        if intent.reduce_only and self._fillable(order) <= 0:
+            return self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
+        plan = self._walk(state, order)
+        qty, notional = vwap(plan)
+        if order.post_only and qty > 0:
+            return self._expire(state, order, Reject.POST_ONLY_WOULD_TAKE, ts)
+        if intent.time_in_force is TimeInForce.FOK and limit is not None and qty < order.remaining:
+            return self._expire(state, order, Reject.FOK_NOT_FILLED, ts)
+        if qty > 0:
+            refusal = self.account.check_taker(order, qty, notional, self.marks())
+            if refusal is not None:
+                return self._expire(state, order, refusal, ts)
+        events: list[OrderEvent] = []
+        key = _taker_side_key(order.side)
+        for level_key, level_qty, price, take in plan:
+            if not math.isnan(level_key):
+                take_liquidity(state.consumed[key], level_key, level_qty, take)
+            events.append(self._fill(state, order, price, take, Liquidity.TAKER, ts))
+        if order.remaining <= 0:
+            return events
+        if limit is None:
+            if state.book is None and not plan:
+                return events + self._expire(state, order, Reject.NO_BOOK, ts)
+            reason = (
+                Reject.REDUCE_ONLY_REJECTED if self._fillable(order) <= 0 else Reject.NO_LIQUIDITY
+            )
+            return events + self._expire(state, order, reason, ts)
+        if intent.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            return events + self._expire(state, order, Reject.IOC_REMAINDER, ts)
+        if intent.reduce_only and self._fillable(order) <= 0:
+            return events + self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
+        order.queue_ahead = self._visible_at(state, order.side, limit)
+        return events
+
+    def _visible_at(self, state: _SymbolState, side: Side, price: Decimal) -> Decimal:
+        """Return the book's visible quantity at price on side (the queue ahead of a new order)."""
+        if state.book is None:
+            return _ZERO
+        own = "bid" if side is Side.BUY else "ask"
+        for key, qty in state.book.levels(own):
+            level = wire_price(state.instrument, key)
+            if level == price:
+                return wire_qty(state.instrument, qty)
+            if level < price if side is Side.BUY else level > price:
+                break
+        return _ZERO
+
+    def _cross_resting(self, state: _SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
+        """Fill a resting order from opposite levels that crossed it (makers at our price)."""
+        assert state.book is not None and order.working_price is not None
+        key = _taker_side_key(order.side)
+        levels = state.book.levels(key)
+        plan = walk_levels(
+            state.instrument,
+            levels,
+            order.side,
+            self._fillable(order),
+            order.working_price,
+            state.consumed[key],
+        )
+        events: list[OrderEvent] = []
+        for level_key, level_qty, _, take in plan:
+            take_liquidity(state.consumed[key], level_key, level_qty, take)
+            events.extend(self._fill_resting(state, order, order.working_price, take, ts))
+            if order.intent.client_order_id not in state.orders:
+                break
+        return events
+
+    def _fill_resting(
+        self, state: _SymbolState, order: SimOrder, price: Decimal, qty: Decimal, ts: int
+    ) -> list[OrderEvent]:
+        if qty <= 0:
+            if order.intent.reduce_only and self._fillable(order) <= 0:
+                return self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
+            return []
+        events: list[OrderEvent] = [self._fill(state, order, price, qty, Liquidity.MAKER, ts)]
+        if order.remaining > 0 and order.intent.reduce_only and self._fillable(order) <= 0:
+            events.extend(self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts))
+        return events
+
+    def _fill(
+        self,
+        state: _SymbolState,
+        order: SimOrder,
+        price: Decimal,
+        qty: Decimal,
+        liquidity: Liquidity,
+        ts: int,
+    ) -> OrderFilled:
+        fee = self.fees.fee(price, qty, maker=liquidity is Liquidity.MAKER)
+        self.account.apply_fill(order, price, qty, fee)
+        order.filled += qty
+        complete = order.remaining <= 0
+        if complete:
+            self._close(state, order)
+        trade_id = self._next_trade_id
+        self._next_trade_id += 1
+        asset = (
+            self.config.margin_asset
+            if self.config.market is Market.USDM
+            else state.instrument.quote_asset
+        )
+        return OrderFilled(
+            order.symbol,
+            order.intent.client_order_id,
+            trade_id,
+            order.side,
+            price,
+            qty,
+            fee,
+            asset,
+            liquidity,
+            ts,
+            complete,
+        )
+
+    def _check_triggers(self, state: _SymbolState, price: Decimal, ts: int) -> list[OrderEvent]:
+        events: list[OrderEvent] = []
+        waiting = sorted((o for o in state.orders.values() if not o.triggered), key=lambda o: o.seq)
+        for order in waiting:
+            if order.intent.type is OrderType.TRAILING_STOP_MARKET:
+                fired = trailing_triggered(order, price)
+            else:
+                fired = stop_triggered(order.intent, price)
+            if not fired:
+                continue
+            order.triggered = True
+            if order.intent.type in LIMIT_AFTER_TRIGGER:
+                order.working_price = order.intent.price
+            refusal = self.account.reserve(order, self.marks(), at_trigger=True)
+            if refusal is not None:
+                events.extend(self._expire(state, order, refusal, ts))
+                continue
+            events.extend(self._execute(state, order, ts))
+        return events
+
+    def _settle_funding(self, state: _SymbolState) -> list[OrderEvent]:
+        funding_ms = state.next_funding_ms
+        assert funding_ms is not None
+        state.next_funding_ms = None
+        state.last_funding_ms = funding_ms
+        self._now_ms = max(self._now_ms, funding_ms)
+        account = self.account
+        if not isinstance(account, FuturesAccount) or state.funding_rate is None:
+            return []
+        qty = account.position_qty(state.instrument.symbol)
+        mark = state.mark_price if state.mark_price is not None else state.last_price
+        if qty == 0 or mark is None:
+            return []
+        amount = (-qty * mark * state.funding_rate).quantize(
+            FEE_QUANTUM
+        )  # longs pay positive rates
+        account.apply_funding(amount)
+        return [
+            FundingPaid(
+                state.instrument.symbol, amount, state.funding_rate, account.asset, funding_ms
+            )
+        ]
+
+    def _reference_price(self, state: _SymbolState) -> Decimal | None:
+        if state.last_price is not None:
+            return state.last_price
+        if state.book is not None:
+            bid, ask = state.book.best_bid(), state.book.best_ask()
+            if not (math.isnan(bid) or math.isnan(ask)):
+                return wire_price(state.instrument, (bid + ask) / 2)
+        return None
+
+    def _trigger_price(self, state: _SymbolState) -> Decimal | None:
+        if self.config.stop_trigger is TriggerSource.MARK and self.config.market is Market.USDM:
+            return state.mark_price
+        return state.last_price

@@ -1,0 +1,263 @@
+"""Order state and the pure rules of the simulated venue: filters, fees, triggers, book walking.
+
+Nothing here knows about accounts or time; `exchange/simulated.py` strings these rules together.
+Book prices and quantities arrive as wire floats; they become exact Decimals on the instrument's
+grids here (price to its tick, quantity *down* to its step), so every fill is a price and a
+quantity Binance could have produced.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from engine.model import Instrument, Market, Side
+from engine.orders import OrderIntent, OrderType, TimeInForce
+
+FEE_QUANTUM = Decimal("0.00000001")  # Binance reports commissions with 8 decimals
+_BPS = Decimal(10_000)
+_ZERO = Decimal(0)
+
+
+class Reject(enum.StrEnum):
+    """Reasons the simulated venue rejects or expires an order (OrderRejected/OrderExpired.reason)."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    PRICE_FILTER = "PRICE_FILTER"
+    LOT_SIZE = "LOT_SIZE"
+    NOTIONAL = "NOTIONAL"  # spot NOTIONAL / MIN_NOTIONAL
+    MIN_NOTIONAL = "MIN_NOTIONAL"  # futures -4164
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # spot -2010; futures -2019 margin
+    WOULD_TRIGGER_IMMEDIATELY = "WOULD_TRIGGER_IMMEDIATELY"  # spot -2010, futures -2021
+    REDUCE_ONLY_REJECTED = "REDUCE_ONLY_REJECTED"  # futures -2022
+    INVALID_CALLBACK_RATE = "INVALID_CALLBACK_RATE"
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"  # GTX: expired (-5022) instead of taking
+    FOK_NOT_FILLED = "FOK_NOT_FILLED"  # FOK: expired (-5021)
+    IOC_REMAINDER = "IOC_REMAINDER"
+    NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order ran out of book
+    NO_BOOK = "NO_BOOK"  # a market order activated while no book was known
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """Maker and taker commission in basis points of notional, charged in the quote asset."""
+
+    maker_bps: Decimal
+    taker_bps: Decimal
+
+    def fee(self, price: Decimal, qty: Decimal, maker: bool) -> Decimal:
+        """Return the commission of one fill, rounded half-up to 8 decimals."""
+        bps = self.maker_bps if maker else self.taker_bps
+        return (price * qty * bps / _BPS).quantize(FEE_QUANTUM, rounding=ROUND_HALF_UP)
+
+    @property
+    def max_rate(self) -> Decimal:
+        return max(self.maker_bps, self.taker_bps) / _BPS
+
+
+DEFAULT_FEES: Mapping[Market, FeeSchedule] = {
+    Market.SPOT: FeeSchedule(Decimal(10), Decimal(10)),  # 0.10 % / 0.10 %, regular tier
+    Market.USDM: FeeSchedule(Decimal(2), Decimal(5)),  # 0.02 % / 0.05 %
+}
+
+_STOP_TYPES = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
+_TAKE_PROFIT_TYPES = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT})
+CONDITIONAL_TYPES = _STOP_TYPES | _TAKE_PROFIT_TYPES | {OrderType.TRAILING_STOP_MARKET}
+LIMIT_AFTER_TRIGGER = frozenset({OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
+
+
+@dataclass(slots=True)
+class SimOrder:
+    """One accepted order and its mutable matching state inside the simulated venue."""
+
+    intent: OrderIntent
+    instrument: Instrument
+    venue_order_id: str
+    seq: int  # activation order: time priority among our own orders
+    triggered: bool  # False while a conditional order waits for its trigger
+    filled: Decimal = _ZERO
+    working_price: Decimal | None = None  # limit price while resting; None executes as market
+    queue_ahead: Decimal = _ZERO  # visible quantity ahead of us at working_price
+    trail_active: bool = False
+    trail_extreme: Decimal | None = None  # best price seen since a trailing stop activated
+    reserved: Decimal = _ZERO  # what the account holds back for this order (asset by account)
+
+    @property
+    def symbol(self) -> str:
+        return self.intent.symbol
+
+    @property
+    def side(self) -> Side:
+        return self.intent.side
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.intent.quantity - self.filled
+
+    @property
+    def post_only(self) -> bool:
+        return self.intent.time_in_force is TimeInForce.GTX
+
+
+# -- conversions --------------------------------------------------------------------------------
+
+
+def wire_price(instrument: Instrument, price: float) -> Decimal:
+    """Return a wire price as an exact Decimal on the instrument's tick grid."""
+    return instrument.ticks_to_price(instrument.price_to_ticks(price))
+
+
+def wire_qty(instrument: Instrument, qty: float) -> Decimal:
+    """Return a wire quantity as a Decimal rounded down to the instrument's step."""
+    return floor_to_step(Decimal(repr(qty)), instrument.step_size)
+
+
+def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
+    return (qty // step) * step if step > 0 else qty
+
+
+# -- filters (what Binance checks before the matching engine) -------------------------------------
+
+
+def check_filters(
+    intent: OrderIntent, instrument: Instrument, reference_price: Decimal | None
+) -> tuple[Reject, str] | None:
+    """Return (reason, message) when Binance would reject the order by its filters, else None.
+
+    reference_price values a MARKET order for the notional filter (last trade, else mid); with
+    no reference the notional of a market order is not checked.
+    """
+    tick, step = instrument.tick_size, instrument.step_size
+    for name, value in (("price", intent.price), ("stop_price", intent.stop_price)):
+        if value is None:
+            continue
+        if value <= 0 or (tick > 0 and value % tick != 0):
+            return (
+                Reject.PRICE_FILTER,
+                f"Filter failure: PRICE_FILTER ({name} {value}, tick {tick})",
+            )
+    qty = intent.quantity
+    if step > 0 and qty % step != 0:
+        return Reject.LOT_SIZE, f"Filter failure: LOT_SIZE (quantity {qty}, step {step})"
+    if qty < instrument.min_qty or (instrument.max_qty > 0 and qty > instrument.max_qty):
+        return Reject.LOT_SIZE, (
+            f"Filter failure: LOT_SIZE (quantity {qty} outside {instrument.min_qty}..{instrument.max_qty})"
+        )
+    if intent.type is OrderType.TRAILING_STOP_MARKET:
+        rate = intent.callback_rate_pct
+        if rate is None or not Decimal("0.1") <= rate <= Decimal(20):
+            return Reject.INVALID_CALLBACK_RATE, f"callback rate {rate} outside 0.1..20 %"
+    futures = instrument.market is Market.USDM
+    if instrument.min_notional > 0 and not (futures and intent.reduce_only):
+        price = intent.price if intent.price is not None else intent.stop_price
+        price = price if price is not None else reference_price
+        if price is not None and price * qty < instrument.min_notional:
+            reason = Reject.MIN_NOTIONAL if futures else Reject.NOTIONAL
+            return (
+                reason,
+                f"Filter failure: {reason.value} ({price * qty} < {instrument.min_notional})",
+            )
+    return None
+
+
+# -- triggers -----------------------------------------------------------------------------------
+
+
+def stop_triggered(intent: OrderIntent, price: Decimal) -> bool:
+    """Return True when a STOP_* / TAKE_PROFIT_* order triggers at price (Binance's side rules)."""
+    stop = intent.stop_price
+    assert stop is not None
+    buy = intent.side is Side.BUY
+    if intent.type in _STOP_TYPES:
+        return price >= stop if buy else price <= stop
+    return price <= stop if buy else price >= stop
+
+
+def trailing_triggered(order: SimOrder, price: Decimal) -> bool:
+    """Fold one price into a trailing stop; return True when it triggers.
+
+    SELL: activates when price >= activation (stop_price; at once without one), then triggers when
+    price <= highest * (1 - rate). BUY mirrors with the lowest price.
+    """
+    intent = order.intent
+    sell = intent.side is Side.SELL
+    if not order.trail_active:
+        activation = intent.stop_price
+        if activation is not None and (price < activation if sell else price > activation):
+            return False
+        order.trail_active = True
+        order.trail_extreme = price
+    extreme = order.trail_extreme
+    assert extreme is not None and intent.callback_rate_pct is not None
+    rate = intent.callback_rate_pct / 100
+    if sell:
+        order.trail_extreme = extreme = max(extreme, price)
+        return price <= extreme * (1 - rate)
+    order.trail_extreme = extreme = min(extreme, price)
+    return price >= extreme * (1 + rate)
+
+
+# -- walking the book ---------------------------------------------------------------------------
+
+
+def crosses(side: Side, limit: Decimal | None, price: Decimal) -> bool:
+    """Return True when a taker on side may trade at price under its limit (None: any price)."""
+    if limit is None:
+        return True
+    return price <= limit if side is Side.BUY else price >= limit
+
+
+Consumed = dict[float, tuple[float, Decimal]]
+"""Liquidity our own orders took from a book level: level key -> (level qty seen then, qty taken).
+
+The real book never sees our orders, so a level we traded against stays in it. What we took is
+remembered until the level's visible quantity changes (the market re-stated it)."""
+
+
+def walk_levels(
+    instrument: Instrument,
+    levels: Iterable[tuple[float, float]],
+    side: Side,
+    qty: Decimal,
+    limit: Decimal | None,
+    consumed: Consumed,
+) -> list[tuple[float, float, Decimal, Decimal]]:
+    """Return the fills (level key, level qty, price, qty) of a taker of qty walking best-first levels.
+
+    Stops at the limit price; what our earlier orders already took from an unchanged level is
+    not available again.
+    """
+    fills: list[tuple[float, float, Decimal, Decimal]] = []
+    left = qty
+    for key, level_qty in levels:
+        if left <= 0:
+            break
+        price = wire_price(instrument, key)
+        if not crosses(side, limit, price):
+            break
+        seen = consumed.get(key)
+        taken = seen[1] if seen is not None and seen[0] == level_qty else _ZERO
+        take = min(left, wire_qty(instrument, level_qty) - taken)
+        if take > 0:
+            fills.append((key, level_qty, price, take))
+            left -= take
+    return fills
+
+
+def take_liquidity(consumed: Consumed, key: float, level_qty: float, qty: Decimal) -> None:
+    """Remember that qty was taken from the level key whose visible quantity is level_qty."""
+    seen = consumed.get(key)
+    taken = seen[1] if seen is not None and seen[0] == level_qty else _ZERO
+    consumed[key] = (level_qty, taken + qty)
+
+
+def vwap(fills: Iterable[tuple[float, float, Decimal, Decimal]]) -> tuple[Decimal, Decimal]:
+    """Return (total qty, total notional) of walk fills."""
+    qty = notional = _ZERO
+    for _, _, price, take in fills:
+        qty += take
+        notional += price * take
+    return qty, notional
