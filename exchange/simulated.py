@@ -22,13 +22,11 @@ Matching (see docs/portfolio.md for the full rules):
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
 
 from engine.events import MarkPriceUpdated, TradePrinted
 from engine.model import Instrument, Market, Side
@@ -53,10 +51,13 @@ from exchange.simulated_orders import (
     DEFAULT_FEES,
     FEE_QUANTUM,
     LIMIT_AFTER_TRIGGER,
+    BookView,
     Consumed,
-    FeeSchedule,
+    QueueModel,
     Reject,
     SimOrder,
+    SimulatedVenueConfig,
+    TriggerSource,
     check_filters,
     stop_triggered,
     take_liquidity,
@@ -69,44 +70,6 @@ from exchange.simulated_orders import (
 
 _ZERO = Decimal(0)
 _MAX_CONSUMED_LEVELS = 512  # remembered levels per side before the memory is dropped
-
-
-class QueueModel(enum.StrEnum):
-    """When a resting limit fills from trades printed exactly at its price."""
-
-    THROUGH = "through"  # never: only trades strictly through the price fill it (conservative)
-    QUEUE = "queue"  # once such trades used up the visible quantity ahead of it
-
-
-class TriggerSource(enum.StrEnum):
-    LAST = "last"  # Binance CONTRACT_PRICE / spot: last trade price
-    MARK = "mark"  # futures workingType=MARK_PRICE
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedVenueConfig:
-    market: Market = Market.SPOT
-    latency_ms: int = 0  # one-way: a command sent at t is processed at t + latency_ms
-    fees: FeeSchedule | None = None  # None: Binance's regular tier for the market
-    leverage: int = 1  # futures
-    margin_asset: str = "USDT"  # futures
-    queue_model: QueueModel = QueueModel.QUEUE
-    stop_trigger: TriggerSource = TriggerSource.LAST
-    fill_without_book: bool = False  # True: market orders with no book fill at the last trade
-
-    def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise ValueError(f"latency_ms must be >= 0: {self.latency_ms}")
-
-
-class BookView(Protocol):
-    """What the venue reads from an order book (exchange.book.OrderBook satisfies it)."""
-
-    def best_bid(self) -> float: ...
-
-    def best_ask(self) -> float: ...
-
-    def levels(self, side: str, n: int | None = None) -> list[tuple[float, float]]: ...
 
 
 @dataclass(slots=True)

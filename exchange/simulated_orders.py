@@ -1,4 +1,5 @@
-"""Order state and the pure rules of the simulated venue: filters, fees, triggers, book walking.
+"""Configuration, order state and the pure rules of the simulated venue: filters, fees, triggers,
+book walking.
 
 Nothing here knows about accounts or time; `exchange/simulated.py` strings these rules together.
 Book prices and quantities arrive as wire floats; they become exact Decimals on the instrument's
@@ -12,6 +13,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol
 
 from engine.model import Instrument, Market, Side
 from engine.orders import OrderIntent, OrderType, TimeInForce
@@ -62,6 +64,45 @@ DEFAULT_FEES: Mapping[Market, FeeSchedule] = {
     Market.SPOT: FeeSchedule(Decimal(10), Decimal(10)),  # 0.10 % / 0.10 %, regular tier
     Market.USDM: FeeSchedule(Decimal(2), Decimal(5)),  # 0.02 % / 0.05 %
 }
+
+
+class QueueModel(enum.StrEnum):
+    """When a resting limit fills from trades printed exactly at its price."""
+
+    THROUGH = "through"  # never: only trades strictly through the price fill it (conservative)
+    QUEUE = "queue"  # once such trades used up the visible quantity ahead of it
+
+
+class TriggerSource(enum.StrEnum):
+    LAST = "last"  # Binance CONTRACT_PRICE / spot: last trade price
+    MARK = "mark"  # futures workingType=MARK_PRICE
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedVenueConfig:
+    market: Market = Market.SPOT
+    latency_ms: int = 0  # one-way: a command sent at t is processed at t + latency_ms
+    fees: FeeSchedule | None = None  # None: Binance's regular tier for the market
+    leverage: int = 1  # futures
+    margin_asset: str = "USDT"  # futures
+    queue_model: QueueModel = QueueModel.QUEUE
+    stop_trigger: TriggerSource = TriggerSource.LAST
+    fill_without_book: bool = False  # True: market orders with no book fill at the last trade
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0: {self.latency_ms}")
+
+
+class BookView(Protocol):
+    """What the venue reads from an order book (exchange.book.OrderBook satisfies it)."""
+
+    def best_bid(self) -> float: ...
+
+    def best_ask(self) -> float: ...
+
+    def levels(self, side: str, n: int | None = None) -> list[tuple[float, float]]: ...
+
 
 _STOP_TYPES = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 _TAKE_PROFIT_TYPES = frozenset({OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT_LIMIT})
