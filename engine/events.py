@@ -3,17 +3,23 @@
 Every market event carries the exchange's time (`ts_event_ms`, Binance `E`) and our receive
 time (`ts_recv_ns`). Prices and quantities are floats as decoded from the wire; the order book
 turns prices into integer ticks before it stores them.
+
+Events are frozen msgspec Structs rather than frozen dataclasses: same immutability, typing,
+equality and keyword/positional construction, but built ~10x faster (a frozen dataclass pays an
+`object.__setattr__` per field), and `gc=False` keeps the hundreds of thousands of events per
+second out of the cyclic garbage collector (they hold only scalars and lists of float pairs, so
+they can never form a cycle). Use `msgspec.structs.replace` / `asdict` instead of the
+`dataclasses` functions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 Levels = list[tuple[float, float]]  # (price, quantity); quantity 0 deletes the level
 
 
-@dataclass(frozen=True, slots=True)
-class DepthDiff:
+class DepthDiff(msgspec.Struct, frozen=True, gc=False):
     """A diff-depth event (`depthUpdate`): absolute quantities for changed levels."""
 
     symbol: str
@@ -26,8 +32,7 @@ class DepthDiff:
     asks: Levels
 
 
-@dataclass(frozen=True, slots=True)
-class DepthSnapshot:
+class DepthSnapshot(msgspec.Struct, frozen=True, gc=False):
     """A REST depth snapshot (`GET /api/v3/depth`, `/fapi/v1/depth`)."""
 
     symbol: str
@@ -38,8 +43,7 @@ class DepthSnapshot:
     asks: Levels
 
 
-@dataclass(frozen=True, slots=True)
-class TradePrinted:
+class TradePrinted(msgspec.Struct, frozen=True, gc=False):
     """A trade (`trade`) or aggregated trade (`aggTrade`, trade_count = l - f + 1)."""
 
     symbol: str
@@ -54,8 +58,7 @@ class TradePrinted:
     first_trade_id: int = -1  # f for aggTrades, t for trades
 
 
-@dataclass(frozen=True, slots=True)
-class BookTickerUpdated:
+class BookTickerUpdated(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     update_id: int
     ts_event_ms: int | None  # spot bookTicker carries no time
@@ -66,8 +69,7 @@ class BookTickerUpdated:
     ask_qty: float
 
 
-@dataclass(frozen=True, slots=True)
-class MarkPriceUpdated:
+class MarkPriceUpdated(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     ts_event_ms: int
     ts_recv_ns: int
@@ -77,16 +79,14 @@ class MarkPriceUpdated:
     next_funding_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class ServerShutdownAnnounced:
+class ServerShutdownAnnounced(msgspec.Struct, frozen=True, gc=False):
     """Binance announced it will close this connection soon: reconnect now."""
 
     ts_event_ms: int
     ts_recv_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class BookInvalidated:
+class BookInvalidated(msgspec.Struct, frozen=True, gc=False):
     """The local book of a symbol can no longer be trusted (gap, crossed, reconnect)."""
 
     symbol: str
@@ -95,8 +95,7 @@ class BookInvalidated:
     ts_recv_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class BookSynced:
+class BookSynced(msgspec.Struct, frozen=True, gc=False):
     """The local book of a symbol was (re)built from a snapshot and is valid again."""
 
     symbol: str

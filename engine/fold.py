@@ -243,7 +243,15 @@ class SymbolFolder:
         if ts_trade_ms > self._trade_wm_ms:  # noqa: PLR1730 (an `if` beats max() per trade)
             self._trade_wm_ms = ts_trade_ms
         self._see_exchange_time(trade.ts_event_ms)
-        return self._close_due() if self._started else 0
+        if not self._started:
+            return 0
+        # _close_due's first test, inlined: most trades close nothing.
+        end_ms = self._next_close_ms + _SECOND_MS
+        if self._exchange_ms < end_ms + self.grace_ms and (
+            self._trade_wm_ms < end_ms or self._depth_wm_ms < end_ms
+        ):
+            return 0
+        return self._close_due()
 
     def on_depth_event(self, ts_event_ms: int | None, book: SampledBook) -> int:
         """Note a depth event (diff or snapshot) before the book applies it; return rows closed.

@@ -108,18 +108,23 @@ class MarketDataPipeline:
         """Handle one websocket frame (combined-stream envelope bytes)."""
         self.stats.frames += 1
         event = self.decoder.decode(payload, ts_recv_ns)
-        if event is None:
-            return
         kind = type(event)
-        if kind is DepthDiff:
-            self._on_depth(event)  # type: ignore[arg-type]
-        elif kind is TradePrinted:
+        # Hot path (most frames are trades): the calls to _closed/_advance are inlined.
+        if kind is TradePrinted:
             state = self.symbols.get(event.symbol)  # type: ignore[union-attr]
             if state is None:
                 self.stats.unknown_symbol += 1
                 return
-            self._closed(state, state.folder.on_trade(event))  # type: ignore[arg-type]
-            self._advance(event.ts_event_ms)  # type: ignore[union-attr]
+            n_rows = state.folder.on_trade(event)  # type: ignore[arg-type]
+            if n_rows and self._on_rows_closed is not None:
+                self._on_rows_closed(state, n_rows)
+            ts = event.ts_event_ms  # type: ignore[union-attr]
+            if ts > self.exchange_time_ms:
+                self._advance(ts)
+        elif kind is DepthDiff:
+            self._on_depth(event)  # type: ignore[arg-type]
+        elif event is None:
+            return
         elif kind is ServerShutdownAnnounced:
             self.stats.server_shutdowns += 1
         elif kind is BookTickerUpdated or kind is MarkPriceUpdated:
@@ -175,10 +180,18 @@ class MarketDataPipeline:
             self.stats.unknown_symbol += 1
             return
         ts = diff.ts_event_ms
-        self._closed(state, state.folder.on_depth_event(ts, state))
+        n_rows = state.folder.on_depth_event(ts, state)
+        if n_rows and self._on_rows_closed is not None:
+            self._on_rows_closed(state, n_rows)
         state.last_depth_event_ms = ts
-        self._handle(state, state.sync.on_diff(diff), ts)
-        self._advance(ts)
+        action = state.sync.on_diff(diff)
+        if action.result is SyncResult.APPLIED and action.request is SyncRequest.NONE:
+            if self._on_book_changed is not None:  # the common case of _handle, inlined
+                self._on_book_changed(state)
+        else:
+            self._handle(state, action, ts)
+        if ts > self.exchange_time_ms:
+            self._advance(ts)
 
     def _handle(self, state: SymbolMarketData, action: SyncAction, ts: int | None) -> None:
         result = action.result

@@ -46,13 +46,14 @@ _BUCKETS_PER_SIDE = 1024
 class _Side:
     """One side of the book under signed keys (bids: +ticks, asks: -ticks)."""
 
-    __slots__ = ("above", "below", "best", "buckets", "count", "lo", "sign", "sums", "width")
+    __slots__ = ("above", "below", "best", "buckets", "count", "hi", "lo", "sign", "sums", "width")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.lo = 0
         self.width = 1
         self.count = 0  # number of buckets; 0 = no window yet
+        self.hi = 0  # lo + count * width: the first key beyond the window
         self.buckets: list[dict[int, int] | None] = []
         self.sums: list[int] = []
         self.below: dict[int, int] = {}  # keys < lo (worse than the window)
@@ -71,7 +72,7 @@ class _Side:
         return sum(len(b) for b in self.buckets if b) + len(self.below) + len(self.above)
 
     def reset(self) -> None:
-        self.lo, self.width, self.count = 0, 1, 0
+        self.lo, self.width, self.count, self.hi = 0, 1, 0, 0
         self.buckets, self.sums = [], []
         self.below, self.above = {}, {}
         self.best = _NO_LEVEL
@@ -250,11 +251,12 @@ class OrderBook:
         self._infer_grid(asks)
         self._rebuild([lv for lv in bids if lv[1] != 0.0], [lv for lv in asks if lv[1] != 0.0])
 
-    def apply(self, bids: Levels, asks: Levels) -> None:
-        """Set absolute quantities per price; quantity 0 deletes (unknown levels are fine).
+    def apply(self, bids: Levels, asks: Levels) -> bool:
+        """Set absolute quantities per price (0 deletes); return True if now crossed.
 
-        Raises ValueError for a price or quantity no grid can hold (more than 8 price
-        decimals, NaN); the book is then partly updated and must be resynced.
+        Unknown levels are fine. Raises ValueError for a price or quantity no grid can hold
+        (more than 8 price decimals, NaN); the book is then partly updated and must be resynced.
+        The return value is `is_crossed()`, spared a call on the hot path.
         """
         if self._te8 is None or self._qd < 0:
             self._infer_grid(bids)
@@ -264,10 +266,11 @@ class OrderBook:
         if asks:
             self._apply_side(self._asks, asks)
         b, a = self._bids, self._asks
-        if not (b.lo <= b.best < b.lo + b.count * b.width or b.best == _NO_LEVEL) or not (
-            a.lo <= a.best < a.lo + a.count * a.width or a.best == _NO_LEVEL
+        if not (b.lo <= b.best < b.hi or b.best == _NO_LEVEL) or not (
+            a.lo <= a.best < a.hi or a.best == _NO_LEVEL
         ):
             self._recenter()
+        return b.best >= -a.best and b.best != _NO_LEVEL and a.best != _NO_LEVEL
 
     def _apply_side(self, side: _Side, levels: Levels) -> None:
         # Hot path (10^5..10^6 levels/s per process): locals only, one dict op per level,
@@ -351,6 +354,7 @@ class OrderBook:
             side.lo = side.sign * mid - mid * _WINDOW_WORSE_PCT // 100
             side.width = width
             side.count = count
+            side.hi = side.lo + count * width
             side.buckets = [None] * count
             side.sums = [0] * count
             side.fill(items)

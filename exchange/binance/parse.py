@@ -62,9 +62,11 @@ class MalformedFrame(ValueError):
 
 
 # ---------------------------------------------------------------- wire structs
+# gc=False: they hold scalars and lists of float pairs only, so they can never be part of a
+# cycle, and keeping ~10^5 short-lived objects per second out of the cyclic collector pays.
 
 
-class _Depth(msgspec.Struct):
+class _Depth(msgspec.Struct, gc=False):
     E: int
     s: str
     U: int
@@ -75,7 +77,7 @@ class _Depth(msgspec.Struct):
     T: int | None = None  # USDⓈ-M only
 
 
-class _Trade(msgspec.Struct):
+class _Trade(msgspec.Struct, gc=False):
     E: int
     s: str
     t: int
@@ -85,7 +87,7 @@ class _Trade(msgspec.Struct):
     m: bool
 
 
-class _AggTrade(msgspec.Struct):
+class _AggTrade(msgspec.Struct, gc=False):
     E: int
     s: str
     a: int
@@ -97,7 +99,7 @@ class _AggTrade(msgspec.Struct):
     m: bool
 
 
-class _BookTicker(msgspec.Struct):
+class _BookTicker(msgspec.Struct, gc=False):
     u: int
     s: str
     b: _Num
@@ -107,7 +109,7 @@ class _BookTicker(msgspec.Struct):
     E: int | None = None  # spot bookTicker carries no time
 
 
-class _MarkPrice(msgspec.Struct):
+class _MarkPrice(msgspec.Struct, gc=False):
     E: int
     s: str
     p: _Num
@@ -116,11 +118,11 @@ class _MarkPrice(msgspec.Struct):
     r: str = ""  # funding rate; "" on delivery contracts
 
 
-class _Shutdown(msgspec.Struct):
+class _Shutdown(msgspec.Struct, gc=False):
     E: int
 
 
-class _Snapshot(msgspec.Struct):
+class _Snapshot(msgspec.Struct, gc=False):
     lastUpdateId: int
     bids: _Levels
     asks: _Levels
@@ -147,7 +149,9 @@ class _Head(msgspec.Struct):
 
 
 def _envelope(data_type: type) -> type:
-    return msgspec.defstruct(f"_Env{data_type.__name__}", [("stream", str), ("data", data_type)])
+    return msgspec.defstruct(
+        f"_Env{data_type.__name__}", [("stream", str), ("data", data_type)], gc=False
+    )
 
 
 _STRUCT_BY_KIND: dict[str, type] = {
@@ -175,11 +179,15 @@ _KIND_BY_SUFFIX = {
 }
 
 
-# (kind, decode of the whole envelope or None for an unknown stream, event builder)
-_Route = tuple[str, Callable[[bytes], Any] | None, Callable[[Any, int], MarketEvent] | None]
+# (kind, frame handler: envelope bytes + ts_recv_ns -> event; None for an unknown stream)
+_Route = tuple[str, Callable[[bytes, int], MarketEvent] | None]
 
 
 _STREAM_PREFIX = b'{"stream":"'
+# A frame's first bytes: the prefix, the stream name and its closing quote (names up to 28
+# characters), then the fixed '","data":{"e":"<kind>"' of that stream. The closing quote inside
+# the window makes the window name exactly one stream, so it can key the route.
+_HEAD_LEN = 40
 
 
 class FrameDecoder:
@@ -200,6 +208,8 @@ class FrameDecoder:
         }
         self._head_decoder = msgspec.json.Decoder(_Head)
         self._routes: dict[bytes, _Route] = {}
+        # keyed by a frame's first _HEAD_LEN bytes when they hold the whole stream name
+        self._routes_by_head: dict[bytes, _Route] = {}
         self._symbols: dict[str, str] = {}
         self._log_state: dict[tuple[str, str], list[int]] = {}  # -> [last_log_ns, suppressed]
         self._builders: dict[str, Callable[[Any, int], MarketEvent]] = {
@@ -210,22 +220,45 @@ class FrameDecoder:
             MARK_PRICE: self._mark_price,
             SHUTDOWN: self._shutdown,
         }
+        # The hot kinds decode and build in one call; the others compose decoder and builder.
+        self._depth_env = self._env_decoders[DEPTH].decode
+        self._trade_env = self._env_decoders[TRADE].decode
+        self._agg_trade_env = self._env_decoders[AGG_TRADE].decode
+        self._handlers: dict[str, Callable[[bytes, int], MarketEvent]] = {
+            DEPTH: self._depth_frame,
+            TRADE: self._trade_frame,
+            AGG_TRADE: self._agg_trade_frame,
+        }
+        for kind in (BOOK_TICKER, MARK_PRICE, SHUTDOWN):
+            self._handlers[kind] = self._composed(self._env_decoders[kind].decode, kind)
 
     # -------------------------------------------------------------- entry points
 
     def decode(self, payload: bytes | str, ts_recv_ns: int) -> MarketEvent | None:
         """Return the event a frame carries, or None (control, malformed, unknown: counted)."""
         try:
-            if type(payload) is not bytes:  # str text frame, bytearray, memoryview
+            if type(payload) is bytes:
+                # Fast path: the frame's first bytes (prefix, stream name, its closing quote)
+                # name a route seen before; one slice and one lookup instead of a search.
+                route = self._routes_by_head.get(payload[:_HEAD_LEN])
+                if route is not None:
+                    kind, handler = route
+                    event = handler(payload, ts_recv_ns)  # type: ignore[misc]
+                    self.counters[kind] += 1
+                    return event
+            else:  # str text frame, bytearray, memoryview
                 payload = payload.encode() if isinstance(payload, str) else bytes(payload)
             if payload.startswith(_STREAM_PREFIX):
-                name = payload[11 : payload.find(b'"', 11)]
+                end = payload.find(b'"', 11)
+                name = payload[11:end]
                 route = self._routes.get(name)
                 if route is None:
                     route = self._route(name)
-                kind, decode_envelope, build = route
-                if decode_envelope is not None:
-                    event = build(decode_envelope(payload).data, ts_recv_ns)  # type: ignore[misc]
+                kind, handler = route
+                if handler is not None:
+                    if 11 < end < _HEAD_LEN and len(self._routes_by_head) < _MAX_ROUTES:
+                        self._routes_by_head[payload[:_HEAD_LEN]] = route
+                    event = handler(payload, ts_recv_ns)
                     self.counters[kind] += 1
                     return event
             return self._decode_generic(payload, ts_recv_ns)
@@ -261,11 +294,7 @@ class FrameDecoder:
         kind = _KIND_BY_SUFFIX.get(suffix) if at else None
         if kind is None and text in ("!serverShutdown", "serverShutdown"):
             kind = SHUTDOWN
-        route: _Route = (
-            (kind, self._env_decoders[kind].decode, self._builders[kind])
-            if kind
-            else (UNKNOWN, None, None)
-        )
+        route: _Route = (kind, self._handlers[kind]) if kind else (UNKNOWN, None)
         if len(self._routes) < _MAX_ROUTES:
             self._routes[name] = route
         return route
@@ -314,6 +343,36 @@ class FrameDecoder:
         return event
 
     # ------------------------------------------------------------ builders
+
+    def _composed(
+        self, decode_envelope: Callable[[bytes], Any], kind: str
+    ) -> Callable[[bytes, int], MarketEvent]:
+        build = self._builders[kind]
+
+        def handle(payload: bytes, ts_recv_ns: int) -> MarketEvent:
+            return build(decode_envelope(payload).data, ts_recv_ns)
+
+        return handle
+
+    def _depth_frame(self, payload: bytes, ts_recv_ns: int) -> DepthDiff:
+        d = self._depth_env(payload).data
+        if d.pu is None and self.market is Market.USDM:
+            raise MalformedFrame("USDⓈ-M depthUpdate without pu")
+        s = d.s
+        return DepthDiff(
+            self._symbols.get(s) or self._symbol(s), d.E, ts_recv_ns, d.U, d.u, d.pu, d.b, d.a
+        )
+
+    def _trade_frame(self, payload: bytes, ts_recv_ns: int) -> TradePrinted:
+        d = self._trade_env(payload).data
+        s = d.s
+        t = d.t
+        return TradePrinted(
+            self._symbols.get(s) or self._symbol(s), d.E, d.T, ts_recv_ns, t, d.p, d.q, d.m, 1, t
+        )
+
+    def _agg_trade_frame(self, payload: bytes, ts_recv_ns: int) -> TradePrinted:
+        return self._agg_trade(self._agg_trade_env(payload).data, ts_recv_ns)
 
     def _symbol(self, s: str) -> str:
         """Return the canonical (upper-case, shared) symbol string; callers try the cache first."""

@@ -182,12 +182,12 @@ class BookSync:
     def _apply(self, diff: DepthDiff) -> SyncAction:
         u = diff.final_update_id
         try:
-            self.book.apply(diff.bids, diff.asks)
+            crossed = self.book.apply(diff.bids, diff.asks)
         except ValueError as exc:
             return self._lose_book(diff, SyncResult.REJECTED, str(exc))
         self._last_u = u
         self.counters.diffs_applied += 1
-        if self.book.is_crossed():
+        if crossed:
             return self._lose_book(
                 diff,
                 SyncResult.CROSSED,
