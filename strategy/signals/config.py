@@ -166,8 +166,9 @@ class VoteConfig(_Frozen):
 
     @cached_property
     def warmup_candles(self) -> int:
-        """Candles needed before the first vote: the longest look-back of signals and regime."""
-        return max(self.signals.lookback, self.regime.lookback)
+        """Candles needed before the first vote: the longest look-back of regime and signals."""
+        lookbacks = [getattr(self.signals, name).lookback for name in self.active_signals]
+        return max([self.regime.lookback, *lookbacks])
 
     @cached_property
     def active_signals(self) -> tuple[str, ...]:

@@ -170,10 +170,6 @@ class SignalParams(_Params):
     poc: PocParams = PocParams()
     book_imbalance: BookImbalanceParams = BookImbalanceParams()
 
-    @property
-    def lookback(self) -> int:
-        return max(getattr(self, name).lookback for name in type(self).model_fields)
-
 
 class RegimeParams(_Params):
     """Volatile when ATR / its mean over `atr_baseline` >= `volatile_atr_ratio`; else trend when

@@ -36,9 +36,9 @@ def bb_squeeze(bars: Bars, p: BbSqueezeParams) -> Vote:
     width = 2.0 * half_band / mid
     if not np.isfinite(width).all() or not half_band[-1] > 0:
         return Vote.abstain(name)
-    # Squeeze: fewer than squeeze_quantile of the window's widths are narrower than the last one.
-    narrower = np.count_nonzero(width[:-1] < width[-2])
-    if narrower >= p.squeeze_quantile * p.squeeze_window:
+    # Squeeze: the width of t-1 is among the narrowest `squeeze_quantile` of the window's widths.
+    at_or_below = np.count_nonzero(width[:-1] <= width[-2])
+    if at_or_below > p.squeeze_quantile * p.squeeze_window:
         return Vote.abstain(name)
     distance = close[-1] - mid[-1]
     if abs(distance) <= half_band[-1]:
