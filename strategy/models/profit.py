@@ -100,7 +100,8 @@ def simulate_trades(
         row = candidates[position]
         net.append(float(outcomes.gross_pct[row]) - 2.0 * fee_pct)
         # A trade exiting during bar e (always after its entry bar) leaves e's close free.
-        position = int(np.searchsorted(candidates, outcomes.exit_row[row], side="left"))
+        next_free = max(int(outcomes.exit_row[row]), row + 1)
+        position = int(np.searchsorted(candidates, next_free, side="left"))
     if not net:
         return TradeStats(0, 0.0, 0.0, 0.0)
     values = np.array(net)
