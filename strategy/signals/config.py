@@ -2,7 +2,7 @@
 
     strategy:
       kind: auto            # auto = model when a promoted bundle exists, else vote
-      entry: {equity_fraction: 0.1, cooldown_s: 60}
+      entry: {equity_fraction: 0.1, cooldown_s: 300}
       exits: {stop_loss_pct: 1.0, take_profits: [{pct: 1.5, fraction: 1.0}], max_hold_s: 7200}
       model: {thresholds: {BTCUSDT: 0.62}, confirm_s: 5, exit_ratio: 0.5}
       vote: {threshold: 0.3, weights: {cvd: 2.0}, multipliers: {flat: {rsi_reversion: 2.0}}}
@@ -64,7 +64,7 @@ def _check_symbols(value: dict[str, float]) -> dict[str, float]:
 
 class EntryConfig(_Frozen):
     equity_fraction: Annotated[float, Field(gt=0, le=1)] = 0.1  # asked for at full strength
-    cooldown_s: Annotated[int, Field(ge=0)] = 60  # after an entry request or a close, per symbol
+    cooldown_s: Annotated[int, Field(ge=0)] = 300  # after an entry request or a close, per symbol
     allow_short: bool = True  # futures only; spot is always long-only
     require_valid_book: bool = True  # no entry while the symbol's book is out of sync
 
