@@ -157,10 +157,14 @@ def test_crossed_detection() -> None:
     book = OrderBook("X")
     book.load_snapshot([(100.0, 1.0)], [(101.0, 1.0)])
     assert not book.is_crossed()
-    book.apply([(101.0, 1.0)], [])  # bid == ask
+    assert book.apply([(101.0, 1.0)], []) is True  # bid == ask: apply says so too
     assert book.is_crossed()
-    book.apply([(101.0, 0.0)], [])
+    assert book.apply([(101.0, 0.0)], []) is False
     assert not book.is_crossed()
+    assert book.apply([], [(100.5, 1.0), (99.0, 2.0)]) is True  # an ask below the best bid
+    assert book.apply([(100.0, 0.0)], [(99.0, 0.0)]) is False
+    assert book.apply([(100.0, 0.0)], [(101.0, 0.0), (100.5, 0.0)]) is False  # one side empty
+    assert not book.is_crossed() and math.isnan(book.best_ask())
 
 
 def test_regrid_when_a_price_is_off_the_inferred_tick() -> None:

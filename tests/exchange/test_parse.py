@@ -7,6 +7,7 @@ import math
 from itertools import islice
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -190,6 +191,39 @@ def test_whole_tape_every_frame_counted_once(tapes) -> None:
     assert all(e is not None for e in events)
     assert sum(decoder.counters.values()) == len(frames)
     assert decoder.counters["markPriceUpdate"] == 99
+
+
+@pytest.mark.parametrize("symbol_len", range(4, 30))
+def test_stream_names_of_every_length_route_the_same_when_seen_again(symbol_len) -> None:
+    """The route cache is keyed by a frame's first bytes when they hold the whole stream name:
+    names around that window's edge, seen twice, decode as the first time; a partial-depth
+    stream sharing the symbol (and most of the name) stays unknown."""
+    symbol = ("X" * symbol_len)[:-3] + "USD"
+    trade = {**TRADE, "s": symbol, "t": 7, "p": "2.5", "q": "0.125", "T": 3, "E": 4}
+    expected = TradePrinted(symbol, 4, 3, TS, 7, 2.5, 0.125, True, 1, 7)
+    depth = {**DEPTH, "s": symbol, "b": [["1.5", "2"]], "a": [["1.75", "0"]]}
+    expected_diff = DepthDiff(symbol, 1, TS, 1, 2, None, [(1.5, 2.0)], [(1.75, 0.0)])
+    decoder = FrameDecoder(Market.SPOT)
+    for _ in range(2):
+        assert decoder.decode(frame(f"{symbol.lower()}@trade", trade), TS) == expected
+        assert decoder.decode(frame(f"{symbol.lower()}@depth@100ms", depth), TS) == expected_diff
+        assert decoder.decode(frame(f"{symbol.lower()}@depth@1000ms", depth), TS) == expected_diff
+        assert decoder.decode(frame(f"{symbol.lower()}@depth5@100ms", depth), TS) is None
+        assert decoder.decode(frame(f"{symbol.lower()}@trade", {**trade, "p": "x"}), TS) is None
+    assert decoder.counters["trade"] == 2 and decoder.counters["depthUpdate"] == 4
+    assert decoder.counters["unknown"] == 2 and decoder.counters["malformed"] == 2
+
+
+def test_events_are_immutable_values(tapes) -> None:
+    payload = first_frame(tapes["spot_btcusdt"], b"@trade")
+    ev = FrameDecoder(Market.SPOT).decode(payload, TS)
+    assert isinstance(ev, TradePrinted)
+    with pytest.raises(AttributeError):
+        ev.price = 1.0  # type: ignore[misc]
+    same = TradePrinted(**msgspec.structs.asdict(ev))
+    assert same == ev and hash(same) == hash(ev)
+    moved = msgspec.structs.replace(ev, ts_recv_ns=TS + 1)
+    assert moved != ev and moved.ts_recv_ns == TS + 1 and moved.price == ev.price
 
 
 # ---------------------------------------------------------------- snapshots
