@@ -7,6 +7,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from risk_cases import NEW_SPOT, NEW_USDM, spot, usdm
 
 from engine.model import Market, Side
 from engine.orders import OrderIntent, OrderRejected, OrderType
@@ -17,56 +18,17 @@ from risk.filters import (
     load_exchange_filters,
     parse_exchange_filters,
 )
-from risk.quantize import OrderDraft, QuantizedOrder, format_decimal, quantize_order, snap_down, snap_up
+from risk.quantize import (
+    OrderDraft,
+    QuantizedOrder,
+    format_decimal,
+    quantize_order,
+    snap_down,
+    snap_up,
+)
 from risk.rejects import RejectMemory, filter_reject_of
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "binance-rest"
-
-# A 2024-style spot symbol: NOTIONAL instead of MIN_NOTIONAL, side bands, trailing delta, amends.
-NEW_SPOT = {
-    "symbol": "BNBUSDT", "status": "TRADING", "orderTypes": ["LIMIT", "MARKET", "STOP_LOSS"],
-    "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "100000.00000000", "tickSize": "0.01000000"},
-        {"filterType": "LOT_SIZE", "minQty": "0.00100000", "maxQty": "9000.00000000", "stepSize": "0.00100000"},
-        {"filterType": "ICEBERG_PARTS", "limit": 10},
-        {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "1000.00000000", "stepSize": "0.00000000"},
-        {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
-         "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-        {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
-         "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
-        {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": False,
-         "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-        {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
-        {"filterType": "MAX_NUM_ICEBERG_ORDERS", "maxNumIcebergOrders": 5},
-        {"filterType": "MAX_POSITION", "maxPosition": "10.00000000"},
-        {"filterType": "MAX_NUM_ORDER_AMENDS", "maxNumOrderAmends": 10},
-        {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": 20},
-        {"filterType": "SOMETHING_NEW", "x": 1},
-    ],
-}
-# A 2025-style USDⓈ-M symbol (BTCUSDT), as exchangeInfo sends it.
-NEW_USDM = {
-    "symbol": "BTCUSDT", "status": "TRADING",
-    "filters": [
-        {"filterType": "PRICE_FILTER", "minPrice": "261.10", "maxPrice": "809484", "tickSize": "0.10"},
-        {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
-        {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "120", "stepSize": "0.001"},
-        {"filterType": "MAX_NUM_ORDERS", "limit": 200},
-        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
-        {"filterType": "MIN_NOTIONAL", "notional": "100"},
-        {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500", "multiplierDecimal": "4"},
-    ],
-}
-
-
-def spot() -> ExchangeFilters:
-    return parse_exchange_filters(NEW_SPOT, Market.SPOT)
-
-
-def usdm() -> ExchangeFilters:
-    return parse_exchange_filters(NEW_USDM, Market.USDM)
-
 
 def q(filters: ExchangeFilters, side: Side, order_type: OrderType, qty: str, price: str | None = None,
       stop: str | None = None, ref: str = "600", reduce_only: bool = False,
@@ -242,17 +204,17 @@ def test_trailing_delta_and_futures_callback_rate() -> None:
 
 def test_account_filters_order_counts_and_max_position() -> None:
     f = spot()
-    kw = dict(side=Side.BUY, order_type=OrderType.LIMIT, quantity=D(1))
+    kw = {"side": Side.BUY, "order_type": OrderType.LIMIT, "quantity": D(1)}
     assert account_filter_failure(f, **kw, open_orders=199, open_algo_orders=0) is None
     assert account_filter_failure(f, **kw, open_orders=200, open_algo_orders=0).filter == "MAX_NUM_ORDERS"
-    stop = dict(side=Side.SELL, order_type=OrderType.STOP_MARKET, quantity=D(1))
+    stop = {"side": Side.SELL, "order_type": OrderType.STOP_MARKET, "quantity": D(1)}
     assert account_filter_failure(f, **stop, open_orders=5, open_algo_orders=4) is None
     assert account_filter_failure(f, **stop, open_orders=5, open_algo_orders=5).filter == "MAX_NUM_ALGO_ORDERS"
     assert account_filter_failure(f, **kw, open_orders=0, open_algo_orders=0, base_position=D(9)) is None
     over = account_filter_failure(f, **kw, open_orders=0, open_algo_orders=0, base_position=D(9),
                                   open_buy_quantity=D("0.5"))
     assert over is not None and over.filter == "MAX_POSITION"
-    sell = dict(side=Side.SELL, order_type=OrderType.LIMIT, quantity=D(1))
+    sell = {"side": Side.SELL, "order_type": OrderType.LIMIT, "quantity": D(1)}
     assert account_filter_failure(f, **sell, open_orders=0, open_algo_orders=0, base_position=D(50)) is None
 
 
@@ -261,7 +223,7 @@ def test_wire_strings_are_plain_decimals() -> None:
     assert format_decimal(D("0.00010000")) == "0.0001"
     assert format_decimal(D("1.2E-7")) == "0.00000012"
     assert format_decimal(D("0E-8")) == "0"
-    assert snap_down(D("7"), D("1E+1")) == D(0) and snap_up(D("7"), D("1E+1")) == D(10)
+    assert snap_down(D(7), D("1E+1")) == D(0) and snap_up(D(7), D("1E+1")) == D(10)
 
 
 def test_reject_memory_refuses_an_identical_resend_but_not_a_changed_order() -> None:
@@ -271,9 +233,9 @@ def test_reject_memory_refuses_an_identical_resend_but_not_a_changed_order() -> 
     reject = filter_reject_of(event)
     assert reject is not None and reject.filter == "NOTIONAL"
     memory.remember(intent, reject)
-    same_but_new_id = OrderIntent("tl-BNBUSDT-2-en", "BNBUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), price=D("600"))
+    same_but_new_id = OrderIntent("tl-BNBUSDT-2-en", "BNBUSDT", Side.BUY, OrderType.LIMIT, D("0.01"), price=D(600))
     assert memory.known_reject(same_but_new_id) == reject
-    bigger = OrderIntent("tl-BNBUSDT-3-en", "BNBUSDT", Side.BUY, OrderType.LIMIT, D("0.02"), price=D("600"))
+    bigger = OrderIntent("tl-BNBUSDT-3-en", "BNBUSDT", Side.BUY, OrderType.LIMIT, D("0.02"), price=D(600))
     assert memory.known_reject(bigger) is None
     memory.forget_symbol("BNBUSDT")
     assert memory.known_reject(same_but_new_id) is None
