@@ -86,12 +86,14 @@ class Bars:
         The price of a candle's volume is its own VWAP; a candle without a VWAP (no trades, or
         a source without quote volume) uses (high + low + close) / 3 and an empty one weighs 0.
         """
-        price = self.vwap[-n:]
-        typical = (self.high[-n:] + self.low[-n:] + self.close[-n:]) / 3.0
-        price = np.where(np.isfinite(price), price, typical)
-        volume = self.volume[-n:]
-        volume = np.where(np.isfinite(volume), volume, 0.0)
-        return price, volume
+        weights = self._memo.get(("volume_weights", 0))
+        if weights is None:
+            typical = (self.high + self.low + self.close) / 3.0
+            price = np.where(np.isfinite(self.vwap), self.vwap, typical)
+            volume = np.where(np.isfinite(self.volume), self.volume, 0.0)
+            weights = np.stack((price, volume))
+            self._memo[("volume_weights", 0)] = weights
+        return weights[0, -n:], weights[1, -n:]
 
 
 def rolling_vwap(bars: Bars, n: int) -> tuple[float, float]:

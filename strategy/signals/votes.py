@@ -13,6 +13,7 @@ only when every weighted signal says buy at full strength, and a lone signal can
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class Vote:
 
     @classmethod
     def abstain(cls, name: str) -> Vote:
-        return cls(name, 0, 0.0)
+        return _abstention(name)
 
     @classmethod
     def of(cls, name: str, direction: int, strength: float) -> Vote:
@@ -72,6 +73,12 @@ class Vote:
     @property
     def signed(self) -> float:
         return self.direction * self.strength
+
+
+@functools.lru_cache(maxsize=256)
+def _abstention(name: str) -> Vote:
+    # Most votes on most candles are abstentions: share the (immutable) value per signal.
+    return Vote(name, 0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
