@@ -113,8 +113,10 @@ def run_sweep(
         storage=storage,
         direction=settings.direction,
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
     )
+    # Each worker joining the study draws its own random start-up trials.
+    seed = None if settings.seed is None else settings.seed + len(study.trials)
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
     tracker = Tracker(tracking_uri or models.resolved_tracking_uri(), models.experiment)
     parent = tracker.start(f"sweep-{study_name}", {"kind": "sweep", "study": study_name,
                                                     "symbol": symbol.upper(), "label": label.label})
