@@ -22,6 +22,7 @@ Matching (see docs/portfolio.md for the full rules):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -59,8 +60,11 @@ from exchange.simulated_orders import (
     SimulatedVenueConfig,
     TriggerSource,
     check_filters,
+    iter_levels,
+    priority,
     stop_triggered,
     take_liquidity,
+    taker_side_key,
     trailing_triggered,
     vwap,
     walk_levels,
@@ -82,6 +86,8 @@ class _SymbolState:
     next_funding_ms: int | None = None
     last_funding_ms: int = -1
     orders: dict[str, SimOrder] = field(default_factory=dict)  # open, by client order id
+    resting: list[SimOrder] = field(default_factory=list)  # working limits, by price-time priority
+    waiting: list[SimOrder] = field(default_factory=list)  # untriggered, in activation order
     consumed: dict[str, Consumed] = field(default_factory=lambda: {"bid": {}, "ask": {}})
 
 
@@ -91,15 +97,6 @@ class _Command:
     intent: OrderIntent | None  # None: a cancel
     symbol: str
     client_order_id: str
-
-
-def _taker_side_key(side: Side) -> str:
-    return "ask" if side is Side.BUY else "bid"
-
-
-def _priority(order: SimOrder) -> tuple[Decimal, int]:
-    price = order.working_price or _ZERO
-    return (-price if order.side is Side.BUY else price, order.seq)
 
 
 class SimulatedVenue:
@@ -155,6 +152,13 @@ class SimulatedVenue:
     def advance(self, now_ms: int) -> list[OrderEvent]:
         """Process every command and funding settlement due at or before now_ms."""
         events: list[OrderEvent] = []
+        queue = self._queue
+        if (not queue or queue[0].effective_ms > now_ms) and not any(
+            s.next_funding_ms is not None and s.next_funding_ms <= now_ms
+            for s in self._symbols.values()
+        ):
+            self._now_ms = max(self._now_ms, now_ms)
+            return events
         while True:
             command_ms = self._queue[0].effective_ms if self._queue else math.inf
             funding_ms, funding_state = math.inf, None
@@ -189,23 +193,26 @@ class SimulatedVenue:
             if len(consumed) > _MAX_CONSUMED_LEVELS:
                 consumed.clear()
         events = self.advance(ts_ms)
-        best_bid, best_ask = book.best_bid(), book.best_ask()
-        for order in sorted(self._resting(state), key=_priority):
+        if not state.resting:
+            return events
+        inst = state.instrument
+        bid, ask = book.best_bid(), book.best_ask()
+        best_bid = None if math.isnan(bid) else wire_price(inst, bid)
+        best_ask = None if math.isnan(ask) else wire_price(inst, ask)
+        for order in list(state.resting):
+            if order.intent.client_order_id not in state.orders:
+                continue  # filled by an earlier order's cross in this loop
             price = order.working_price
             assert price is not None
-            own_best, opposite_best = (
-                (best_bid, best_ask) if order.side is Side.BUY else (best_ask, best_bid)
-            )
-            if math.isnan(own_best) or (
-                wire_price(state.instrument, own_best) < price
-                if order.side is Side.BUY
-                else wire_price(state.instrument, own_best) > price
-            ):
+            if order.side is Side.BUY:
+                own_gone = best_bid is None or best_bid < price
+                crossed = best_ask is not None and best_ask <= price
+            else:
+                own_gone = best_ask is None or best_ask > price
+                crossed = best_bid is not None and best_bid >= price
+            if own_gone:
                 order.queue_ahead = _ZERO  # our price level emptied: nobody is ahead any more
-            if math.isnan(opposite_best):
-                continue
-            opposite = wire_price(state.instrument, opposite_best)
-            if opposite <= price if order.side is Side.BUY else opposite >= price:
+            if crossed:
                 events.extend(self._cross_resting(state, order, ts_ms))
         return events
 
@@ -217,14 +224,13 @@ class SimulatedVenue:
         ts = trade.ts_event_ms
         events = self.advance(ts)
         price = wire_price(state.instrument, trade.price)
-        available = wire_qty(state.instrument, trade.qty)
         # buyer_is_maker: the aggressor sold, so it could only have hit our bids
         hit_side = Side.BUY if trade.buyer_is_maker else Side.SELL
-        for order in sorted(self._resting(state), key=_priority):
+        hit = [o for o in state.resting if o.side is hit_side]
+        available = wire_qty(state.instrument, trade.qty) if hit else _ZERO
+        for order in hit:
             if available <= 0:
                 break
-            if order.side is not hit_side:
-                continue
             limit = order.working_price
             assert limit is not None
             if price < limit if order.side is Side.BUY else price > limit:
@@ -239,7 +245,9 @@ class SimulatedVenue:
             available -= take
             events.extend(self._fill_resting(state, order, limit, take, ts))
         state.last_price = price
-        if self.config.stop_trigger is TriggerSource.LAST or self.config.market is Market.SPOT:
+        if state.waiting and (
+            self.config.stop_trigger is TriggerSource.LAST or self.config.market is Market.SPOT
+        ):
             events.extend(self._check_triggers(state, price, ts))
         return events
 
@@ -280,6 +288,13 @@ class SimulatedVenue:
             for o in orders
         ]
 
+    def open_order_count(self, symbol: str | None = None) -> int:
+        """Return how many orders are open (cheap; open_orders builds snapshots)."""
+        if symbol is not None:
+            state = self._symbols.get(symbol)
+            return len(state.orders) if state else 0
+        return sum(len(s.orders) for s in self._symbols.values())
+
     def balances(self) -> dict[str, Balance]:
         return self.account.balances()
 
@@ -296,9 +311,6 @@ class SimulatedVenue:
         return out
 
     # ------------------------------------------------------------------ internals
-
-    def _resting(self, state: _SymbolState) -> list[SimOrder]:
-        return [o for o in state.orders.values() if o.triggered and o.working_price is not None]
 
     def _fillable(self, order: SimOrder) -> Decimal:
         """Return how much of order may fill now (reduce-only orders stop at the position)."""
@@ -360,8 +372,10 @@ class SimulatedVenue:
         ]
         if order.triggered:
             events.extend(self._execute(state, order, ts))
-        elif intent.type is OrderType.TRAILING_STOP_MARKET and trigger_price is not None:
-            trailing_triggered(order, trigger_price)  # starts tracking; one price cannot trigger
+        else:
+            state.waiting.append(order)
+            if intent.type is OrderType.TRAILING_STOP_MARKET and trigger_price is not None:
+                trailing_triggered(order, trigger_price)  # starts tracking; cannot trigger yet
         return events
 
     def _cancel(self, symbol: str, client_order_id: str, ts: int) -> list[OrderEvent]:
@@ -376,6 +390,9 @@ class SimulatedVenue:
     def _close(self, state: _SymbolState, order: SimOrder) -> None:
         self.account.release(order)
         state.orders.pop(order.intent.client_order_id, None)
+        for queue in (state.resting, state.waiting):
+            if order in queue:
+                queue.remove(order)
 
     def _expire(
         self, state: _SymbolState, order: SimOrder, reason: Reject, ts: int
@@ -397,8 +414,8 @@ class SimulatedVenue:
             ):
                 return [(math.nan, math.nan, state.last_price, qty)]
             return []
-        key = _taker_side_key(order.side)
-        levels = state.book.levels(key)
+        key = taker_side_key(order.side)
+        levels = iter_levels(state.book, key)
         return walk_levels(
             state.instrument, levels, order.side, qty, order.working_price, state.consumed[key]
         )
@@ -420,7 +437,7 @@ class SimulatedVenue:
             if refusal is not None:
                 return self._expire(state, order, refusal, ts)
         events: list[OrderEvent] = []
-        key = _taker_side_key(order.side)
+        key = taker_side_key(order.side)
         for level_key, level_qty, price, take in plan:
             if not math.isnan(level_key):
                 take_liquidity(state.consumed[key], level_key, level_qty, take)
@@ -439,6 +456,7 @@ class SimulatedVenue:
         if intent.reduce_only and self._fillable(order) <= 0:
             return events + self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
         order.queue_ahead = self._visible_at(state, order.side, limit)
+        bisect.insort(state.resting, order, key=priority)
         return events
 
     def _visible_at(self, state: _SymbolState, side: Side, price: Decimal) -> Decimal:
@@ -446,7 +464,7 @@ class SimulatedVenue:
         if state.book is None:
             return _ZERO
         own = "bid" if side is Side.BUY else "ask"
-        for key, qty in state.book.levels(own):
+        for key, qty in iter_levels(state.book, own):
             level = wire_price(state.instrument, key)
             if level == price:
                 return wire_qty(state.instrument, qty)
@@ -457,8 +475,8 @@ class SimulatedVenue:
     def _cross_resting(self, state: _SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
         """Fill a resting order from opposite levels that crossed it (makers at our price)."""
         assert state.book is not None and order.working_price is not None
-        key = _taker_side_key(order.side)
-        levels = state.book.levels(key)
+        key = taker_side_key(order.side)
+        levels = iter_levels(state.book, key)
         plan = walk_levels(
             state.instrument,
             levels,
@@ -525,8 +543,7 @@ class SimulatedVenue:
 
     def _check_triggers(self, state: _SymbolState, price: Decimal, ts: int) -> list[OrderEvent]:
         events: list[OrderEvent] = []
-        waiting = sorted((o for o in state.orders.values() if not o.triggered), key=lambda o: o.seq)
-        for order in waiting:
+        for order in list(state.waiting):
             if order.intent.type is OrderType.TRAILING_STOP_MARKET:
                 fired = trailing_triggered(order, price)
             else:
@@ -534,6 +551,7 @@ class SimulatedVenue:
             if not fired:
                 continue
             order.triggered = True
+            state.waiting.remove(order)
             if order.intent.type in LIMIT_AFTER_TRIGGER:
                 order.working_price = order.intent.price
             refusal = self.account.reserve(order, self.marks(), at_trigger=True)

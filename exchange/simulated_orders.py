@@ -10,7 +10,7 @@ quantity Binance could have produced.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
@@ -20,6 +20,7 @@ from engine.orders import OrderIntent, OrderType, TimeInForce
 
 FEE_QUANTUM = Decimal("0.00000001")  # Binance reports commissions with 8 decimals
 _BPS = Decimal(10_000)
+_FIRST_LEVELS = 50  # levels asked for first when walking a side (most walks stop earlier)
 _ZERO = Decimal(0)
 
 
@@ -110,7 +111,7 @@ CONDITIONAL_TYPES = _STOP_TYPES | _TAKE_PROFIT_TYPES | {OrderType.TRAILING_STOP_
 LIMIT_AFTER_TRIGGER = frozenset({OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: two orders are never "equal"
 class SimOrder:
     """One accepted order and its mutable matching state inside the simulated venue."""
 
@@ -302,3 +303,21 @@ def vwap(fills: Iterable[tuple[float, float, Decimal, Decimal]]) -> tuple[Decima
         qty += take
         notional += price * take
     return qty, notional
+
+
+def iter_levels(book: BookView, side: str) -> Iterator[tuple[float, float]]:
+    """Yield a side's levels best first, asking the book for all of them only if needed."""
+    first = book.levels(side, _FIRST_LEVELS)
+    yield from first
+    if len(first) == _FIRST_LEVELS:
+        yield from book.levels(side)[_FIRST_LEVELS:]
+
+
+def taker_side_key(side: Side) -> str:
+    return "ask" if side is Side.BUY else "bid"
+
+
+def priority(order: SimOrder) -> tuple[int, Decimal, int]:
+    """Sort key of resting orders: per side, best price first, then time."""
+    price = order.working_price or _ZERO
+    return (0, -price, order.seq) if order.side is Side.BUY else (1, price, order.seq)
