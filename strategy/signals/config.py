@@ -29,6 +29,7 @@ SignalName = Literal[
     "book_imbalance",
 ]
 assert get_args(SignalName) == SIGNAL_NAMES
+Weights = dict[SignalName, float]
 
 TREND_FOLLOWING = frozenset({"bb_squeeze", "vwap_pullback", "breakout_retest", "atr_momentum",
                              "ema_pinch", "cvd", "fair_value_gap"})
@@ -117,9 +118,8 @@ class VoteConfig(_Frozen):
     # leave when it turns this far against
     exit_confidence: Annotated[float, Field(ge=0, le=1)] | None = 0.1
     window_candles: Annotated[int, Field(ge=2)] = 300  # candles handed to every signal
-    weights: dict[SignalName, float] = DEFAULT_WEIGHTS  # type: ignore[assignment]
-    # type: ignore[assignment]
-    multipliers: dict[Regime, dict[SignalName, float]] = DEFAULT_MULTIPLIERS
+    weights: Weights = DEFAULT_WEIGHTS  # type: ignore[assignment]
+    multipliers: dict[Regime, Weights] = DEFAULT_MULTIPLIERS  # type: ignore[assignment]
     signals: SignalParams = SignalParams()
     regime: RegimeParams = RegimeParams()
 

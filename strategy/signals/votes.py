@@ -103,6 +103,8 @@ def combine_votes(
     total = sum(effective)
     if total <= 0:
         return VoteTally(0.0, regime, votes, tuple((v.name, 0.0) for v in votes))
-    contributions = tuple((v.name, w * v.signed / total) for v, w in zip(votes, effective, strict=True))
+    contributions = tuple(
+        (v.name, w * v.signed / total) for v, w in zip(votes, effective, strict=True)
+    )
     confidence = sum(c for _, c in contributions)
     return VoteTally(min(1.0, max(-1.0, confidence)), regime, votes, contributions)

@@ -174,7 +174,7 @@ def _breakout(retest_low: float, last_close: float, fail: bool = False) -> dict[
 def test_breakout_retest_fires_when_the_broken_level_holds() -> None:
     data = _breakout(retest_low=101.05, last_close=101.4)
     atr = wilder_atr(data["high"], data["low"], data["close"], 14)[-1]
-    assert 101.05 <= 101.0 + 0.25 * atr
+    assert 101.0 + 0.25 * atr >= 101.05
     vote = breakout_retest(bars(data), BR)
     assert vote.direction == 1
     assert vote.strength == pytest.approx(min(1.0, 0.5 + 0.4 / atr))
@@ -230,7 +230,7 @@ def test_atr_momentum_needs_volume() -> None:
 def test_atr_momentum_needs_a_wide_body() -> None:
     data = _momentum(100.0, 101.2, 101.3, 99.9, volume=20.0)
     atr_before = wilder_atr(data["high"], data["low"], data["close"], 14)[-2]
-    assert 1.2 < 1.5 * atr_before
+    assert 1.5 * atr_before > 1.2
     assert atr_momentum(bars(data), AM).direction == 0
 
 
