@@ -114,6 +114,17 @@ class SignalRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PositionRecord:
+    ts_ms: int
+    symbol: str
+    qty: Decimal
+    avg_price: Decimal
+    realized_pnl: Decimal
+    fees: Decimal
+    funding: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class EquityRecord:
     ts_ms: int
     equity: float
@@ -468,6 +479,12 @@ class Journal:
         return [
             SignalRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows
         ]
+
+    def positions(self, symbol: str | None = None) -> list[PositionRecord]:
+        """Return position snapshots in time order."""
+        where, params = ("WHERE symbol = ?", (symbol,)) if symbol else ("", ())
+        rows = self._conn.execute(f"SELECT * FROM positions {where} ORDER BY ts_ms, symbol", params)
+        return [PositionRecord(r[0], r[1], *(Decimal(x) for x in r[2:])) for r in rows]
 
     def equity(self) -> list[EquityRecord]:
         return [EquityRecord(*r) for r in self._conn.execute("SELECT * FROM equity ORDER BY ts_ms")]

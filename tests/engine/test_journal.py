@@ -182,6 +182,13 @@ def test_funding_positions_equity_and_marks_round_trip(tmp_path):
     j.close()
     j = Journal.open(path)
     assert j.funding() == [paid]
+    [pos] = j.positions("BTCUSDT")
+    assert (pos.ts_ms, pos.qty, pos.avg_price, pos.funding) == (
+        5,
+        D("-0.5"),
+        D("100.1"),
+        D("-0.0404"),
+    )
     assert [(e.ts_ms, e.equity, e.gross_exposure) for e in j.equity()] == [
         (0, 1000.0, 50.0),
         (60_000, 1010.5, 50.0),
