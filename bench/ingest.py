@@ -6,7 +6,8 @@ Frames: the depth, trade and REST-snapshot frames of the shared tapes
 ../shared/data/binance-tapes/*.gz, read into memory first (file I/O excluded), replayed in tape
 order. bookTicker frames (most of those tapes) are left out: the engine does not subscribe to
 them (depth + trade streams are what production ingests), and the baselines handle none.
-Figure: messages per second, best of REPEATS runs, per tape and over all tapes.
+Figure: messages per second, best of REPEATS runs (ours and the baselines interleaved round by
+round), per tape and over all tapes.
 
 * ours: the production path, `engine.marketdata.MarketDataPipeline(market, symbols,
   FoldConfig()).on_frame(payload, ts_recv_ns)` / `.on_snapshot(...)`: decode (msgspec) ->
@@ -66,7 +67,7 @@ TAPES = [
     ("usdm_btcusdt_20240808.gz", Market.USDM),
 ]
 GOAL_RATIO = 4.0
-REPEATS = 5
+REPEATS = 7
 
 Frame = TapeFrame
 
@@ -341,18 +342,22 @@ def run_python_binance_path(frames: Iterable[Frame], market: Market) -> PythonBi
 
 
 def best_seconds(
-    fn: Callable[..., object],
-    setup: Callable[[], object] | None = None,
+    runs: dict[str, tuple[Callable[..., object], Callable[[], object] | None]],
     repeats: int = REPEATS,
-) -> float:
-    """Best wall time of fn() (or fn(setup()), setup untimed) over `repeats` runs."""
-    best = float("inf")
+) -> dict[str, float]:
+    """Best wall time per named run: fn() or fn(setup()) with setup untimed.
+
+    The runs are interleaved (one of each per round), so a neighbour's load that comes and
+    goes (2 shared cores) weighs on ours and the baselines alike instead of skewing the ratio.
+    """
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        arg = setup() if setup is not None else None
-        gc.collect()
-        t0 = time.perf_counter()
-        fn() if setup is None else fn(arg)
-        best = min(best, time.perf_counter() - t0)
+        for name, (fn, setup) in runs.items():
+            arg = setup() if setup is not None else None
+            gc.collect()
+            t0 = time.perf_counter()
+            fn() if setup is None else fn(arg)
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
@@ -377,12 +382,20 @@ def measure_tape(name: str, market: Market) -> dict:
     cf = run_cryptofeed_path(frames, market)
     agree = books_agree({s: st.book for s, st in pipeline.symbols.items()}, cf)
     rows = sum(st.folder.rows_closed for st in pipeline.symbols.values())
-    t_decode = best_seconds(lambda: run_decode_only(frames, market))
-    t_book = best_seconds(lambda: run_decode_book(frames, market))
-    t_ours = best_seconds(
-        lambda pipeline: run_pipeline(frames, pipeline), lambda: new_pipeline(market, symbols)
-    )
-    t_cf = best_seconds(lambda: run_cryptofeed_path(frames, market))
+    runs: dict[str, tuple[Callable[..., object], Callable[[], object] | None]] = {
+        "ours": (
+            lambda pipeline: run_pipeline(frames, pipeline),
+            lambda: new_pipeline(market, symbols),
+        ),
+        "cryptofeed": (lambda: run_cryptofeed_path(frames, market), None),
+        "decode": (lambda: run_decode_only(frames, market), None),
+        "decode_book": (lambda: run_decode_book(frames, market), None),
+    }
+    if market is Market.SPOT:
+        runs["python_binance"] = (lambda: run_python_binance_path(frames, market), None)
+    seconds = best_seconds(runs)
+    t_ours, t_cf = seconds["ours"], seconds["cryptofeed"]
+    t_decode, t_book = seconds["decode"], seconds["decode_book"]
     row = {
         "tape": name,
         "messages": n,
@@ -400,15 +413,13 @@ def measure_tape(name: str, market: Market) -> dict:
         "books_agree": agree,
         "gaps_ours": sum(st.gaps for st in pipeline.symbols.values()),
         "resets_cryptofeed": cf.resets,
-        "seconds": {"ours": t_ours, "decode": t_decode, "decode_book": t_book, "cryptofeed": t_cf},
+        "seconds": seconds,
     }
     if market is Market.SPOT:
-        pb = run_python_binance_path(frames, market)
-        t_pb = best_seconds(lambda: run_python_binance_path(frames, market))
+        t_pb = seconds["python_binance"]
         row["python_binance_msg_per_s"] = n / t_pb
         row["ratio_vs_python_binance"] = t_pb / t_ours
-        row["python_binance_reinits"] = pb.reinits
-        row["seconds"]["python_binance"] = t_pb
+        row["python_binance_reinits"] = run_python_binance_path(frames, market).reinits
     return row
 
 

@@ -187,7 +187,8 @@ class BookSync:
             return self._lose_book(diff, SyncResult.REJECTED, str(exc))
         self._last_u = u
         self.counters.diffs_applied += 1
-        if crossed:
+        # OrderBook.apply returns is_crossed() (one call less per diff); anything else asks.
+        if crossed is not False and self.book.is_crossed():
             return self._lose_book(
                 diff,
                 SyncResult.CROSSED,
