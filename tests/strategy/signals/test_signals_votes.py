@@ -96,3 +96,20 @@ def test_config_is_frozen() -> None:
     cfg = StrategyConfig()
     with pytest.raises(ValidationError):
         cfg.kind = "vote"  # type: ignore[misc]
+
+
+def test_docs_define_every_signal_with_its_look_back() -> None:
+    """docs/strategies.md has one table row per signal whose last cell ends in its look-back."""
+    import re
+    from pathlib import Path
+
+    from strategy.signals.params import SignalParams
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "strategies.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| \d+ \| `(\w+)` \|(.*)\|$", doc, re.M)}
+    assert set(rows) == set(SIGNAL_NAMES)
+    params = SignalParams()
+    for name, row in rows.items():
+        look_back = int(re.findall(r"\d+", row.split("|")[-1])[-1])
+        assert look_back == getattr(params, name).lookback, name
+    assert f"confidence >= threshold` ({VoteConfig().threshold})" in doc
