@@ -26,7 +26,6 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from engine.events import MarkPriceUpdated, TradePrinted
@@ -53,11 +52,13 @@ from exchange.simulated_orders import (
     FEE_QUANTUM,
     LIMIT_AFTER_TRIGGER,
     BookView,
-    Consumed,
+    Command,
+    OrderValidator,
     QueueModel,
     Reject,
     SimOrder,
     SimulatedVenueConfig,
+    SymbolState,
     TriggerSource,
     check_filters,
     iter_levels,
@@ -76,29 +77,6 @@ _ZERO = Decimal(0)
 _MAX_CONSUMED_LEVELS = 512  # remembered levels per side before the memory is dropped
 
 
-@dataclass(slots=True)
-class _SymbolState:
-    instrument: Instrument
-    book: BookView | None = None
-    last_price: Decimal | None = None
-    mark_price: Decimal | None = None
-    funding_rate: Decimal | None = None
-    next_funding_ms: int | None = None
-    last_funding_ms: int = -1
-    orders: dict[str, SimOrder] = field(default_factory=dict)  # open, by client order id
-    resting: list[SimOrder] = field(default_factory=list)  # working limits, by price-time priority
-    waiting: list[SimOrder] = field(default_factory=list)  # untriggered, in activation order
-    consumed: dict[str, Consumed] = field(default_factory=lambda: {"bid": {}, "ask": {}})
-
-
-@dataclass(frozen=True, slots=True)
-class _Command:
-    effective_ms: int
-    intent: OrderIntent | None  # None: a cancel
-    symbol: str
-    client_order_id: str
-
-
 class SimulatedVenue:
     """Deterministic matching core: commands and market events in, order events out."""
 
@@ -107,10 +85,12 @@ class SimulatedVenue:
         instruments: Iterable[Instrument],
         balances: Mapping[str, Decimal],
         config: SimulatedVenueConfig | None = None,
+        validator: OrderValidator | None = None,
     ) -> None:
         self.config = config or SimulatedVenueConfig()
+        self._validator = validator  # None: the minimal tick/step/notional check_filters
         self.fees = self.config.fees or DEFAULT_FEES[self.config.market]
-        self._symbols = {i.symbol: _SymbolState(i) for i in instruments}
+        self._symbols = {i.symbol: SymbolState(i) for i in instruments}
         for inst in self._symbols.values():
             if inst.instrument.market is not self.config.market:
                 raise ValueError(
@@ -123,7 +103,7 @@ class SimulatedVenue:
             self.account = FuturesAccount(wallet, asset, self.config.leverage, self.fees)
         else:
             self.account = SpotAccount(balances, self.fees)
-        self._queue: deque[_Command] = deque()
+        self._queue: deque[Command] = deque()
         self._now_ms = 0
         self._seq = 0
         self._next_order_id = 1
@@ -140,13 +120,13 @@ class SimulatedVenue:
     def submit(self, intent: OrderIntent, now_ms: int) -> list[OrderEvent]:
         """Send an order at exchange time now_ms; return the events due by now_ms (latency 0)."""
         self._queue.append(
-            _Command(now_ms + self.config.latency_ms, intent, intent.symbol, intent.client_order_id)
+            Command(now_ms + self.config.latency_ms, intent, intent.symbol, intent.client_order_id)
         )
         return self.advance(now_ms)
 
     def cancel(self, symbol: str, client_order_id: str, now_ms: int) -> list[OrderEvent]:
         """Ask to cancel an order at now_ms; OrderCanceled follows if it is still open on arrival."""
-        self._queue.append(_Command(now_ms + self.config.latency_ms, None, symbol, client_order_id))
+        self._queue.append(Command(now_ms + self.config.latency_ms, None, symbol, client_order_id))
         return self.advance(now_ms)
 
     def advance(self, now_ms: int) -> list[OrderEvent]:
@@ -319,10 +299,8 @@ class SimulatedVenue:
         limit = self.account.reducible(order.symbol, order.side)
         return order.remaining if limit is None else min(order.remaining, limit)
 
-    def _reject(
-        self, intent: OrderIntent, reason: Reject, message: str, ts: int
-    ) -> list[OrderEvent]:
-        return [OrderRejected(intent.symbol, intent.client_order_id, reason.value, message, ts)]
+    def _reject(self, intent: OrderIntent, reason: str, message: str, ts: int) -> list[OrderEvent]:
+        return [OrderRejected(intent.symbol, intent.client_order_id, str(reason), message, ts)]
 
     def _activate(self, intent: OrderIntent, ts: int) -> list[OrderEvent]:
         state = self._symbols.get(intent.symbol)
@@ -334,7 +312,11 @@ class SimulatedVenue:
             return self._reject(
                 intent, Reject.DUPLICATE_CLIENT_ORDER_ID, "Duplicate order sent.", ts
             )
-        failure = check_filters(intent, state.instrument, self._reference_price(state))
+        reference = self._reference_price(state)
+        if self._validator is not None:
+            failure: tuple[str, str] | None = self._validator(intent, reference)
+        else:
+            failure = check_filters(intent, state.instrument, reference)
         if failure is not None:
             return self._reject(intent, failure[0], failure[1], ts)
         conditional = intent.type in CONDITIONAL_TYPES
@@ -387,7 +369,7 @@ class SimulatedVenue:
         self._close(state, order)
         return [OrderCanceled(symbol, client_order_id, ts, "canceled")]
 
-    def _close(self, state: _SymbolState, order: SimOrder) -> None:
+    def _close(self, state: SymbolState, order: SimOrder) -> None:
         self.account.release(order)
         state.orders.pop(order.intent.client_order_id, None)
         for queue in (state.resting, state.waiting):
@@ -395,13 +377,13 @@ class SimulatedVenue:
                 queue.remove(order)
 
     def _expire(
-        self, state: _SymbolState, order: SimOrder, reason: Reject, ts: int
+        self, state: SymbolState, order: SimOrder, reason: Reject, ts: int
     ) -> list[OrderEvent]:
         self._close(state, order)
         return [OrderExpired(order.symbol, order.intent.client_order_id, ts, reason.value)]
 
     def _walk(
-        self, state: _SymbolState, order: SimOrder
+        self, state: SymbolState, order: SimOrder
     ) -> list[tuple[float, float, Decimal, Decimal]]:
         """Return the taker fills order would get from the current book (nothing is changed)."""
         qty = self._fillable(order)
@@ -420,7 +402,7 @@ class SimulatedVenue:
             state.instrument, levels, order.side, qty, order.working_price, state.consumed[key]
         )
 
-    def _execute(self, state: _SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
+    def _execute(self, state: SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
         """Run a triggered order against the book: taker part, then rest, expire or complete."""
         intent = order.intent
         limit = order.working_price
@@ -459,7 +441,7 @@ class SimulatedVenue:
         bisect.insort(state.resting, order, key=priority)
         return events
 
-    def _visible_at(self, state: _SymbolState, side: Side, price: Decimal) -> Decimal:
+    def _visible_at(self, state: SymbolState, side: Side, price: Decimal) -> Decimal:
         """Return the book's visible quantity at price on side (the queue ahead of a new order)."""
         if state.book is None:
             return _ZERO
@@ -472,7 +454,7 @@ class SimulatedVenue:
                 break
         return _ZERO
 
-    def _cross_resting(self, state: _SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
+    def _cross_resting(self, state: SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
         """Fill a resting order from opposite levels that crossed it (makers at our price)."""
         assert state.book is not None and order.working_price is not None
         key = taker_side_key(order.side)
@@ -494,7 +476,7 @@ class SimulatedVenue:
         return events
 
     def _fill_resting(
-        self, state: _SymbolState, order: SimOrder, price: Decimal, qty: Decimal, ts: int
+        self, state: SymbolState, order: SimOrder, price: Decimal, qty: Decimal, ts: int
     ) -> list[OrderEvent]:
         if qty <= 0:
             if order.intent.reduce_only and self._fillable(order) <= 0:
@@ -507,7 +489,7 @@ class SimulatedVenue:
 
     def _fill(
         self,
-        state: _SymbolState,
+        state: SymbolState,
         order: SimOrder,
         price: Decimal,
         qty: Decimal,
@@ -541,7 +523,7 @@ class SimulatedVenue:
             complete,
         )
 
-    def _check_triggers(self, state: _SymbolState, price: Decimal, ts: int) -> list[OrderEvent]:
+    def _check_triggers(self, state: SymbolState, price: Decimal, ts: int) -> list[OrderEvent]:
         events: list[OrderEvent] = []
         for order in list(state.waiting):
             if order.intent.type is OrderType.TRAILING_STOP_MARKET:
@@ -561,7 +543,7 @@ class SimulatedVenue:
             events.extend(self._execute(state, order, ts))
         return events
 
-    def _settle_funding(self, state: _SymbolState) -> list[OrderEvent]:
+    def _settle_funding(self, state: SymbolState) -> list[OrderEvent]:
         funding_ms = state.next_funding_ms
         assert funding_ms is not None
         state.next_funding_ms = None
@@ -584,7 +566,9 @@ class SimulatedVenue:
             )
         ]
 
-    def _reference_price(self, state: _SymbolState) -> Decimal | None:
+    def _reference_price(self, state: SymbolState) -> Decimal | None:
+        if self.config.market is Market.USDM and state.mark_price is not None:
+            return state.mark_price
         if state.last_price is not None:
             return state.last_price
         if state.book is not None:
@@ -593,7 +577,7 @@ class SimulatedVenue:
                 return wire_price(state.instrument, (bid + ask) / 2)
         return None
 
-    def _trigger_price(self, state: _SymbolState) -> Decimal | None:
+    def _trigger_price(self, state: SymbolState) -> Decimal | None:
         if self.config.stop_trigger is TriggerSource.MARK and self.config.market is Market.USDM:
             return state.mark_price
         return state.last_price

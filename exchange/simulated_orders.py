@@ -10,8 +10,8 @@ quantity Binance could have produced.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
@@ -36,7 +36,7 @@ class Reject(enum.StrEnum):
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # spot -2010; futures -2019 margin
     WOULD_TRIGGER_IMMEDIATELY = "WOULD_TRIGGER_IMMEDIATELY"  # spot -2010, futures -2021
     REDUCE_ONLY_REJECTED = "REDUCE_ONLY_REJECTED"  # futures -2022
-    INVALID_CALLBACK_RATE = "INVALID_CALLBACK_RATE"
+    CALLBACK_RATE = "CALLBACK_RATE"  # futures name; spot calls it TRAILING_DELTA
     POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"  # GTX: expired (-5022) instead of taking
     FOK_NOT_FILLED = "FOK_NOT_FILLED"  # FOK: expired (-5021)
     IOC_REMAINDER = "IOC_REMAINDER"
@@ -144,6 +144,40 @@ class SimOrder:
         return self.intent.time_in_force is TimeInForce.GTX
 
 
+OrderValidator = Callable[[OrderIntent, Decimal | None], tuple[str, str] | None]
+"""Exchange-filter check (intent, reference price) -> (reason, message) of a reject, or None.
+
+The composition root may pass one built on risk.filters (every Binance filter, from exchangeInfo);
+exchange/ does not import risk/ itself."""
+
+
+@dataclass(slots=True)
+class SymbolState:
+    """What the venue knows of one symbol: book, prices, funding, open orders."""
+
+    instrument: Instrument
+    book: BookView | None = None
+    last_price: Decimal | None = None
+    mark_price: Decimal | None = None
+    funding_rate: Decimal | None = None
+    next_funding_ms: int | None = None
+    last_funding_ms: int = -1
+    orders: dict[str, SimOrder] = field(default_factory=dict)  # open, by client order id
+    resting: list[SimOrder] = field(default_factory=list)  # working limits, by price-time priority
+    waiting: list[SimOrder] = field(default_factory=list)  # untriggered, in activation order
+    consumed: dict[str, Consumed] = field(default_factory=lambda: {"bid": {}, "ask": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A submit (intent set) or a cancel, due at effective_ms."""
+
+    effective_ms: int
+    intent: OrderIntent | None  # None: a cancel
+    symbol: str
+    client_order_id: str
+
+
 # -- conversions --------------------------------------------------------------------------------
 
 
@@ -191,7 +225,7 @@ def check_filters(
     if intent.type is OrderType.TRAILING_STOP_MARKET:
         rate = intent.callback_rate_pct
         if rate is None or not Decimal("0.1") <= rate <= Decimal(20):
-            return Reject.INVALID_CALLBACK_RATE, f"callback rate {rate} outside 0.1..20 %"
+            return Reject.CALLBACK_RATE, f"callback rate {rate} outside 0.1..20 %"
     futures = instrument.market is Market.USDM
     if instrument.min_notional > 0 and not (futures and intent.reduce_only):
         price = intent.price if intent.price is not None else intent.stop_price

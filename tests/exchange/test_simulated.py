@@ -288,9 +288,7 @@ def test_trailing_stop_sell_follows_the_high():
     v = venue(btc="1")
     v.on_book("BTCUSDT", book([(95.0, 5.0)], [(105.0, 5.0)]), 1000)
     v.on_trade(trade(100.0, 0.1, 1000))
-    v.submit(
-        order("tr", "SELL", "1", OrderType.TRAILING_STOP_MARKET, callback_rate_pct=D(1)), 1000
-    )
+    v.submit(order("tr", "SELL", "1", OrderType.TRAILING_STOP_MARKET, callback_rate_pct=D(1)), 1000)
     assert v.on_trade(trade(102.0, 0.1, 1001)) == []
     assert v.on_trade(trade(101.0, 0.1, 1002)) == []  # 102 * 0.99 = 100.98 < 101.0
     events = v.on_trade(trade(100.9, 0.1, 1003))
@@ -394,3 +392,61 @@ def test_same_inputs_give_identical_events():
     assert sum(isinstance(e, OrderFilled) for e in first) > 50  # the run exercises matching
     trade_ids = [e.trade_id for e in first if isinstance(e, OrderFilled)]
     assert trade_ids == list(range(1, len(trade_ids) + 1))
+
+
+def test_an_injected_validator_replaces_the_minimal_filters():
+    """The composition root can hand the venue risk.filters' full validator (from exchangeInfo)."""
+    from risk.filters import filter_failure, parse_exchange_filters
+
+    entry = {
+        "symbol": "BTCUSDT",
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.1",
+                "maxPrice": "1000",
+                "tickSize": "0.1",
+            },
+            {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "100", "stepSize": "0.001"},
+            {"filterType": "NOTIONAL", "minNotional": "5", "maxNotional": "1000"},
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "1.05",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.95",
+            },
+        ],
+    }
+    filters = parse_exchange_filters(entry, Market.SPOT)
+    seen_references = []
+
+    def validate(intent, reference):
+        seen_references.append(reference)
+        failure = filter_failure(
+            filters,
+            side=intent.side,
+            order_type=intent.type,
+            quantity=intent.quantity,
+            price=intent.price,
+            stop_price=intent.stop_price,
+            reference_price=reference or D(0),
+            reduce_only=intent.reduce_only,
+            callback_rate_pct=intent.callback_rate_pct,
+        )
+        return None if failure is None else (failure.filter, str(failure))
+
+    v = SimulatedVenue(
+        [BTC], {"USDT": D(5000)}, SimulatedVenueConfig(fees=FEES), validator=validate
+    )
+    v.on_book("BTCUSDT", book(*BOOK), 1000)
+    v.on_trade(trade(100.0, 0.1, 1000))
+    # 105.1 > 1.05 x last trade 100.0: rejected by the band the minimal validator does not know
+    [rejected] = v.submit(order("b1", "BUY", "0.1", OrderType.LIMIT, price="105.1"), 1000)
+    assert rejected.reason == "PERCENT_PRICE_BY_SIDE"
+    [rejected] = v.submit(order("b2", "BUY", "11", OrderType.LIMIT, price="95.0"), 1000)
+    assert rejected.reason == "NOTIONAL"  # 1045 above maxNotional 1000
+    assert isinstance(
+        v.submit(order("b3", "BUY", "1", OrderType.LIMIT, price="95.0"), 1000)[0], OrderAccepted
+    )
+    assert seen_references == [D("100.0")] * 3
