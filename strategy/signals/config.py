@@ -85,6 +85,12 @@ class ExitConfig(_Frozen):
     trailing_stop_pct: Annotated[float, Field(gt=0, le=10)] | None = None
     max_hold_s: Annotated[int, Field(gt=0)] | None = 7200
 
+    @model_validator(mode="after")
+    def _always_a_stop(self) -> ExitConfig:
+        if self.stop_loss_pct is None and self.stop_atr is None:
+            raise ValueError("set stop_loss_pct or stop_atr: every position needs a stop")
+        return self
+
     @field_validator("take_profits")
     @classmethod
     def _fractions_fit(cls, value: tuple[TakeProfitConfig, ...]) -> tuple[TakeProfitConfig, ...]:

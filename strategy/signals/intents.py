@@ -99,12 +99,15 @@ def enter_request(
     exits: ExitConfig,
     atr: float | None = None,
 ) -> EnterRequest | None:
-    """Build the entry request for a decision; None when no price is known yet."""
+    """Build the entry request for a decision; None without a price or a stop distance yet."""
     price = ctx.last_price(symbol)
     if price is None:
         return None
     if atr is None and exits.stop_atr is not None:
         atr = candle_atr(ctx, symbol, exits.atr_period)
+    stop = stop_distance(price, atr, exits)
+    if stop is None:  # an ATR-only stop before the candles know the ATR
+        return None
     take_profits = tuple(
         TakeProfitLevel(to_decimal(price * tp.pct / 100.0), to_decimal(tp.fraction))
         for tp in exits.take_profits
@@ -116,7 +119,7 @@ def enter_request(
         strength=min(1.0, max(0.0, abs(confidence))),
         reference_price=to_decimal(price),
         equity_fraction=entry.equity_fraction,
-        stop_distance=stop_distance(price, atr, exits),
+        stop_distance=stop,
         take_profits=take_profits,
         trailing_stop_pct=trailing,
         reason=reason,

@@ -59,7 +59,8 @@ class EnterRequest:
     recommended notional is `equity * equity_fraction * strength`, capped by the risk limits.
     Protection (attached by the risk gate once the entry fills, measured from the fill price):
     stop-loss at `stop_distance` against the position, take-profits at `take_profits`, and a
-    trailing stop with callback `trailing_stop_pct` once it is active. `None` means "none asked".
+    trailing stop with callback `trailing_stop_pct`. A stop is always asked for; no take-profit
+    (empty tuple) or no trailing stop (None) is a valid request.
     """
 
     symbol: str
@@ -67,7 +68,7 @@ class EnterRequest:
     strength: float  # in [0, 1]: the signal's conviction (the confidence of the entering side)
     reference_price: Decimal  # last close the decision was made on (to size before the fill)
     equity_fraction: float  # in (0, 1]
-    stop_distance: Decimal | None  # price units > 0 from the entry, against the position
+    stop_distance: Decimal  # price units > 0 from the entry, against the position (always set)
     take_profits: tuple[TakeProfitLevel, ...]
     trailing_stop_pct: Decimal | None  # callback rate in percent (Binance: 0.1 .. 10 on futures)
     reason: str  # e.g. "vote", "model"; a short machine-readable word
@@ -83,7 +84,7 @@ class EnterRequest:
             raise ValueError(f"equity_fraction must be in (0, 1]: {self.equity_fraction}")
         if self.reference_price <= 0:
             raise ValueError(f"reference_price must be > 0: {self.reference_price}")
-        if self.stop_distance is not None and self.stop_distance <= 0:
+        if self.stop_distance <= 0:
             raise ValueError(f"stop_distance must be > 0: {self.stop_distance}")
         if self.trailing_stop_pct is not None and self.trailing_stop_pct <= 0:
             raise ValueError(f"trailing_stop_pct must be > 0: {self.trailing_stop_pct}")

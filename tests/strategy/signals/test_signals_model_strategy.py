@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from signals_candles import candles, ring_of
+from signals_candles import candles, ring_of, wilder_atr
 
 from engine.model import Market
 from strategy.signals import (
@@ -198,3 +198,16 @@ def test_no_entry_on_an_invalid_book_or_against_a_filter() -> None:
 def test_no_entry_before_any_price() -> None:
     strategy = ModelStrategy(config(), Market.SPOT)
     assert strategy.on_event(score(1000, 0.9), StrategyContext(1000, Decimal(1000))) == []
+
+
+def test_an_atr_stop_waits_for_the_candles_to_know_the_atr() -> None:
+    cfg = StrategyConfig.model_validate(
+        {"kind": "model", "exits": {"stop_loss_pct": None, "stop_atr": 2.0}})
+    strategy = ModelStrategy(cfg, Market.SPOT)
+    assert strategy.on_event(score(1000, 0.9), ctx(1000)) == []  # one candle: no ATR, no stop
+    closes = [100.0 + (0.5 if i % 2 else 0.0) for i in range(30)]
+    data = candles(closes, wick=0.25)
+    warm = StrategyContext(now_ms=2000, equity=Decimal(1000), candles={SYMBOL: ring_of(data)})
+    [request] = strategy.on_event(score(2000, 0.9), warm)
+    atr = wilder_atr(data["high"], data["low"], data["close"], 14)[-1]
+    assert float(request.stop_distance) == pytest.approx(2.0 * atr)  # type: ignore[union-attr]

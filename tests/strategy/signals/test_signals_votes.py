@@ -83,6 +83,7 @@ def test_partial_weights_and_multipliers_merge_over_defaults() -> None:
         ({"exits": {"take_profits": [{"pct": 1, "fraction": 0.7}, {"pct": 2, "fraction": 0.7}]}},
          "exits.take_profits"),
         ({"kind": "ml"}, "kind"),
+        ({"exits": {"stop_loss_pct": None}}, "exits"),
     ],
 )
 def test_config_errors_name_their_path(section: dict, path: str) -> None:
