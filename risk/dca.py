@@ -68,6 +68,5 @@ def replan_after_add(plan: ProtectionPlan, add_quantity: Decimal, add_price: Dec
     first_revision = 1 + max((b.revision for b in plan.brackets), default=0)
     fresh = plan_protection(entry, config, filters, last_price, ts_ms, plan.prefix, first_revision)
     legs = {**cancelled.plan.legs, **fresh.plan.legs}
-    pending = cancelled.plan.pending_cancels | fresh.plan.pending_cancels
-    return ProtectionUpdate(replace(fresh.plan, legs=legs, pending_cancels=pending),
+    return ProtectionUpdate(replace(fresh.plan, legs=legs),
                             cancelled.commands + fresh.commands)

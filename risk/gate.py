@@ -217,7 +217,9 @@ class RiskGate:
             if not w.is_add and account.exposure(w.symbol) is None
         )
         account = replace(account, last_stop_out_ms=stop_outs, pending_entries=account.pending_entries + pending)
-        shorting = self._filters[symbol].market is Market.USDM
+        filters = self._filters[symbol]
+        market = replace(market, symbol_trading=market.symbol_trading and filters.status == "TRADING")
+        shorting = filters.market is Market.USDM
         return EntryContext(symbol, side, account, market, self.trading_state, ts_ms, shorting)
 
     def _vet(self, draft: OrderDraft, filters: ExchangeFilters, band_price: Decimal, account: AccountView,
@@ -267,9 +269,13 @@ class RiskGate:
                                                   OrderRole.EXIT))
         self._seq += 1
         exit_order = self._send(intent, ts_ms, reason)
-        cancels: tuple[Command, ...] = ()
+        # Working entries/adds are cancelled too; any part of them that still fills gets protected.
+        cancels: tuple[Command, ...] = tuple(
+            CancelOrder(w.symbol, coid, ts_ms, reason) for coid, w in self._working.items()
+            if w.symbol == position.symbol
+        )
         if (plan := self.plans.pop(position.symbol, None)) is not None:
-            cancels = cancel_protection(plan, ts_ms, reason).commands
+            cancels += cancel_protection(plan, ts_ms, reason).commands
         self._dca.pop(position.symbol, None)
         # Spot protective orders lock the balance the exit needs; futures keep them until it went.
         ordered = cancels + (exit_order,) if filters.market is Market.SPOT else (exit_order, *cancels)
@@ -372,7 +378,8 @@ def _fit_to_maxima(quantity: Decimal, filters: ExchangeFilters, order_type: Orde
         if rule.max_qty:
             quantity = min(quantity, rule.max_qty)
     for notional in filters.notionals:
-        if notional.max_notional:
+        applies = notional.apply_max_to_market or order_type is not OrderType.MARKET
+        if notional.max_notional and applies:
             quantity = min(quantity, notional.max_notional / price)
     return quantity
 

@@ -82,7 +82,6 @@ class ProtectionPlan:
     brackets: tuple[Bracket, ...]
     targets_hit: tuple[Decimal, ...] = ()  # target prices filled, in order
     legs: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # every id issued -> (level, kind)
-    pending_cancels: frozenset[str] = frozenset()
     problems: tuple[str, ...] = ()
 
     @property
@@ -187,7 +186,6 @@ class _Builder:
         self.last_price, self.ts_ms = last_price, ts_ms
         self.commands: list[Command] = []
         self.legs = dict(plan.legs)
-        self.pending = set(plan.pending_cancels)
         self.problems = list(plan.problems)
 
     def quantize(self, draft: OrderDraft) -> QuantizedOrder | FilterReject:
@@ -199,7 +197,6 @@ class _Builder:
 
     def cancel(self, intent: OrderIntent | None, reason: str) -> None:
         if intent is not None:
-            self.pending.add(intent.client_order_id)
             self.commands.append(CancelOrder(intent.symbol, intent.client_order_id, self.ts_ms, reason))
 
     def exit_now(self, bracket: Bracket, kind: str, reason: str) -> Bracket:
@@ -242,8 +239,7 @@ class _Builder:
         return replace(bracket, stop=stop, target=target, revision=revision)
 
     def finish(self, plan: ProtectionPlan, **outcome: bool) -> ProtectionUpdate:
-        plan = replace(plan, legs=self.legs, pending_cancels=frozenset(self.pending),
-                       problems=tuple(self.problems))
+        plan = replace(plan, legs=self.legs, problems=tuple(self.problems))
         return ProtectionUpdate(plan, tuple(self.commands), **outcome)
 
 
@@ -338,12 +334,9 @@ def apply_order_event(plan: ProtectionPlan, event: OrderEvent, config: RiskConfi
     bracket = next(b for b in plan.brackets if b.level == level)
     builder = _Builder(plan, config, filters, last_price, ts_ms)
     if isinstance(event, OrderCanceled | OrderExpired | OrderRejected):
-        if coid in builder.pending:
-            builder.pending.discard(coid)
-            return builder.finish(plan)
         live = {o.client_order_id for o in (bracket.stop, bracket.target) if o is not None}
         if bracket.done or (coid not in live and kind in (STOP, TARGET)):
-            return builder.finish(plan)  # an old revision, already replaced
+            return builder.finish(plan)  # a leg we cancelled or replaced ourselves
         rejected = isinstance(event, OrderRejected)
         detail = event.message if isinstance(event, OrderRejected) else event.reason
         why = f"{type(event).__name__} {coid} {detail}".strip()
@@ -351,7 +344,7 @@ def apply_order_event(plan: ProtectionPlan, event: OrderEvent, config: RiskConfi
     if not isinstance(event, OrderFilled) or not event.order_complete or bracket.done:
         return builder.finish(plan)
     for leg in (bracket.stop, bracket.target):  # includes a newer stop when an old one won the race
-        if leg is not None and leg.client_order_id != coid and leg.client_order_id not in builder.pending:
+        if leg is not None and leg.client_order_id != coid:
             builder.cancel(leg, f"{kind} {coid} filled")
     brackets = tuple(replace(b, done=True) if b.level == level else b for b in plan.brackets)
     plan = replace(plan, brackets=brackets)
@@ -366,10 +359,7 @@ def apply_order_event(plan: ProtectionPlan, event: OrderEvent, config: RiskConfi
 def cancel_protection(plan: ProtectionPlan, ts_ms: int, reason: str) -> ProtectionUpdate:
     """Cancel every working leg (before a manual exit, a flatten, or a re-plan after DCA)."""
     commands: list[Command] = []
-    pending = set(plan.pending_cancels)
     for order in plan.working_orders():
-        pending.add(order.client_order_id)
         commands.append(CancelOrder(order.symbol, order.client_order_id, ts_ms, reason))
     brackets = tuple(replace(b, done=True) for b in plan.brackets)
-    return ProtectionUpdate(replace(plan, brackets=brackets, pending_cancels=frozenset(pending)),
-                            tuple(commands))
+    return ProtectionUpdate(replace(plan, brackets=brackets), tuple(commands))

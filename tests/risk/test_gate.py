@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 from risk_cases import spot, usdm
@@ -76,6 +77,54 @@ def test_limit_entries_rest_at_the_passive_price() -> None:
     decision = gate.request_entry(req, account(), market())
     assert isinstance(decision, Approved) and decision.intent is not None
     assert (decision.intent.type, decision.intent.price) == (OrderType.LIMIT, D("29999.9"))
+
+
+def test_a_size_above_the_lot_maximum_is_shrunk_not_refused() -> None:
+    gate = RiskGate(RiskConfig(), FILTERS)
+    rich = account(equity=D(10**8), day_start_equity=D(10**8))  # cap 20e6 / 30000 = 666 BTC
+    decision = gate.request_entry(request(), rich, market())
+    assert isinstance(decision, Approved) and decision.intent.quantity == D(120)  # MARKET_LOT_SIZE max
+
+
+def test_a_size_above_the_max_notional_is_shrunk() -> None:
+    filters = spot()
+    (notional,) = filters.notionals
+    tight = replace(filters, notionals=(replace(notional, max_notional=D(1000)),))
+    gate = RiskGate(RiskConfig(entry_order_type="LIMIT"), {"BNBUSDT": tight})
+    req = EntryRequest("BNBUSDT", Side.BUY, D(1), D(20), D(600), NOW, limit_price=D(600))
+    # risk 100 / 20 = 5 BNB, cap 2000 / 600 = 3.333 (2000 USDT); max notional 1000 / 600 -> 1.666
+    decision = gate.request_entry(req, account(), market("BNBUSDT"))
+    assert isinstance(decision, Approved) and decision.intent.quantity == D("1.666")
+
+
+def test_a_working_entry_counts_as_a_position_before_the_account_knows_it() -> None:
+    gate = RiskGate(RiskConfig(max_open_positions=2), FILTERS)
+    assert isinstance(gate.request_entry(request(), account(), market()), Approved)
+    twice = gate.request_entry(request(ts=NOW + 1), account(), market())
+    assert isinstance(twice, Denied) and twice.reason is DenialReason.POSITION_EXISTS
+    bnb = gate.request_entry(request("BNBUSDT", ref="600", stop="6"), account(), market("BNBUSDT"))
+    assert isinstance(bnb, Approved)
+    eth_market = MarketView("ETHUSDT", book_valid=True, last_book_update_ms=NOW, model_warm=True)
+    third = RiskGate(RiskConfig(max_open_positions=2), {**FILTERS, "ETHUSDT": replace(usdm(), symbol="ETHUSDT")})
+    third.request_entry(request(), account(), market())
+    third.request_entry(request("BNBUSDT", ref="600", stop="6"), account(), market("BNBUSDT"))
+    full = third.request_entry(request("ETHUSDT", ref="2000", stop="20"), account(), eth_market)
+    assert isinstance(full, Denied) and full.reason is DenialReason.MAX_OPEN_POSITIONS
+
+
+def test_a_symbol_not_trading_on_the_exchange_is_denied() -> None:
+    gate = RiskGate(RiskConfig(), {"BTCUSDT": replace(usdm(), status="BREAK")})
+    decision = gate.request_entry(request(), account(), market())
+    assert isinstance(decision, Denied) and decision.reason is DenialReason.SYMBOL_NOT_TRADING
+
+
+def test_an_exit_also_cancels_working_entries_of_the_symbol() -> None:
+    gate = RiskGate(RiskConfig(entry_order_type="LIMIT"), FILTERS)
+    req = EntryRequest("BTCUSDT", Side.BUY, D(1), D(300), D(30000), NOW, limit_price=D(29000))
+    gate.request_entry(req, account(), market())
+    gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.010", "29000", complete=False), D(29000), NOW)
+    out = gate.request_exit(PositionView("BTCUSDT", Side.BUY, D("0.010"), D(29000)), D(29000), NOW)
+    assert ids(out.commands) == ["tl-BTCUSDT-2-ex", "cancel tl-BTCUSDT-1-en"]
 
 
 def test_denials_pass_through_and_consume_no_sequence_number() -> None:
@@ -226,6 +275,22 @@ def test_dca_adds_within_limits_and_replans_protection() -> None:
         ("tl-BTCUSDT-1-sl1r1", D("27000.0")), ("tl-BTCUSDT-1-sl2r1", D("27000.0"))]
     assert sum(s.quantity for s in new_stops) == D("0.066")
     assert gate.request_add("BTCUSDT", D(20000), NOW, account(), market()) is None  # max_adds 1 used
+
+
+def test_dca_never_adds_beyond_the_stop_or_the_exposure_cap() -> None:
+    config = RiskConfig(dca=DcaConfig(enabled=True, max_adds=3, spacing_pct=D(2), size_multiplier=D(2)))
+    gate = RiskGate(config, FILTERS)
+    gate.request_entry(request(stop="3000"), account(), market())  # 0.033 BTC, stop 27000
+    gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.033", "30000"), D(30000), NOW)
+    beyond = gate.request_add("BTCUSDT", D(26999), NOW, account(), market())
+    assert isinstance(beyond, Denied) and beyond.reason is DenialReason.DCA_LIMIT and "beyond the stop" in beyond.detail
+    # add 1 would be 0.066; cap at 29400 is 2000 / 29400 = 0.068027 BTC, minus 0.033 held -> 0.035
+    add = gate.request_add("BTCUSDT", D(29400), NOW, account(), market())
+    assert isinstance(add, Approved) and add.intent.quantity == D("0.035")
+    gate.on_order_event(filled("tl-BTCUSDT-1-dc1", "0.035", "29400"), D(29400), NOW)
+    poor = account(equity=D(2000), day_start_equity=D(2000))  # cap 400 / 28000 = 0.0143 < 0.068 held
+    capped = gate.request_add("BTCUSDT", D(28000), NOW, poor, market())
+    assert isinstance(capped, Denied) and capped.reason is DenialReason.DCA_LIMIT
 
 
 def test_dca_is_blocked_while_reducing() -> None:

@@ -221,8 +221,9 @@ def test_a_stop_the_venue_dropped_is_put_back() -> None:
 
 def test_a_rejected_stop_is_not_resent_the_quantity_exits_at_market() -> None:
     placed = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
+    # Even with the price back above the stop: the same stop would meet the same answer.
     reject = OrderRejected("BTCUSDT", "tl-BTCUSDT-7-sl1", "ORDER_WOULD_IMMEDIATELY_TRIGGER", "-2021", TS)
-    update = apply_order_event(placed.plan, reject, CONFIG, usdm(), D(29650), TS)
+    update = apply_order_event(placed.plan, reject, CONFIG, usdm(), D(30010), TS)
     assert summary(update.commands) == [
         ("cancel", "tl-BTCUSDT-7-tp1"),
         ("tl-BTCUSDT-7-ex1r1", "MARKET", "SELL", "0.006", "None"),

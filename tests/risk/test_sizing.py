@@ -9,7 +9,7 @@ import pytest
 
 from risk.sizing import position_size, strength_multiplier
 
-BASE = dict(equity=D(10000), risk_pct=D(1), max_position_pct=D(20), leverage=D(1))
+BASE = {"equity": D(10000), "risk_pct": D(1), "max_position_pct": D(20), "leverage": D(1)}
 
 
 def test_risk_budget_over_stop_distance() -> None:
@@ -47,7 +47,7 @@ def test_exact_decimal_results() -> None:
     assert abs(Fraction(s.quantity) - exact) < Fraction(1, 10**30)
 
 
-@pytest.mark.parametrize("bad", [dict(stop_distance=D(0)), dict(price=D(-1)), dict(equity=D(0))])
+@pytest.mark.parametrize("bad", [{"stop_distance": D(0)}, {"price": D(-1)}, {"equity": D(0)}])
 def test_invalid_inputs_raise(bad: dict) -> None:
     kwargs = {**BASE, "price": D(100), "stop_distance": D(1), "strength": D(1), **bad}
     with pytest.raises(ValueError):

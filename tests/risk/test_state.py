@@ -135,8 +135,8 @@ def test_errors_spread_over_more_than_the_window_are_no_storm() -> None:
 def test_manual_halt_and_resume() -> None:
     state, moves = run([HaltRequested(T0, reason="telegram /stop")])
     assert state.mode is HALTED and moves[0].trigger is Trigger.MANUAL_HALT and "telegram" in moves[0].detail
-    state, moves = run([HaltRequested(T0 + 1)], state=state)
-    assert moves == []  # already halted: no second alert
+    state, moves = run([HaltRequested(T0 + 1), *equity(10000, 7000, start=T0 + 2)], state=state)
+    assert moves == [] and state.halt_trigger is Trigger.MANUAL_HALT  # first cause kept, no second alert
     state, moves = run([ResumeRequested(T0 + 2)], state=state)
     assert state.mode is ACTIVE
 
