@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=None, help="only this feature set (default: every configured set)")
     p.add_argument("--rtol", type=float, default=1e-9)
 
+    p = sub.add_parser("report", help="print metrics and trades from a journal; optionally write an HTML report")
+    p.add_argument("journal", type=Path, help="the SQLite journal file")
+    p.add_argument("--html", type=Path, default=None, help="write the HTML report here")
+
     p = sub.add_parser("check-config", help="validate a config file and print the effective settings")
     _add_config(p)
     return parser
@@ -94,6 +98,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from engine.commands import run_sim_command
 
         return asyncio.run(run_sim_command(args.tape, speed=args.speed, port=args.port, loop=args.loop))
+    if args.command == "report":
+        from portfolio.report import run_report
+
+        if not args.journal.is_file():
+            print(f"tickloop report: no journal at {args.journal}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(run_report(args.journal, args.html))
+        return EXIT_OK
     config = _load(args)
     if args.command == "check-config":
         print(config.model_dump_json(indent=2))

@@ -69,3 +69,30 @@ def test_sim_command_serves_binance_paths_on_loopback(tapes: dict[str, Path], tm
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_report_command_prints_and_writes_html(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from engine.journal import Journal
+    from engine.model import Side
+    from engine.orders import Liquidity, OrderFilled, OrderIntent, OrderRole, OrderType
+
+    journal = Journal.open(tmp_path / "journal.db")
+    entry = OrderIntent("e-1", "BTCUSDT", Side.BUY, OrderType.MARKET, Decimal("0.01"))
+    exit_ = OrderIntent("x-1", "BTCUSDT", Side.SELL, OrderType.MARKET, Decimal("0.01"), role=OrderRole.EXIT)
+    journal.record_intent(entry, 1_000)
+    journal.record_order_event(OrderFilled("BTCUSDT", "e-1", 1, Side.BUY, Decimal("60000"), Decimal("0.01"),
+                                           Decimal("0.6"), "USDT", Liquidity.TAKER, 1_000, True))
+    journal.record_intent(exit_, 61_000)
+    journal.record_order_event(OrderFilled("BTCUSDT", "x-1", 2, Side.SELL, Decimal("61000"), Decimal("0.01"),
+                                           Decimal("0.61"), "USDT", Liquidity.TAKER, 61_000, True))
+    for i, equity in enumerate(("10000", "10000", "10008.79")):
+        journal.record_equity(i * 60_000, Decimal(equity))
+    journal.flush()
+    journal.close()
+    proc = tickloop("report", str(tmp_path / "journal.db"), "--html", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "BTCUSDT" in proc.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert "<svg" in html and "BTCUSDT" in html
