@@ -107,7 +107,8 @@ def test_docs_define_every_signal_with_its_look_back() -> None:
     from strategy.signals.params import SignalParams
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "strategies.md").read_text()
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| \d+ \| `(\w+)` \|(.*)\|$", doc, re.M)}
+    row = re.compile(r"^\| \d+ \| `(\w+)` \|(.*)\|$", re.MULTILINE)
+    rows = {m.group(1): m.group(2) for m in row.finditer(doc)}
     assert set(rows) == set(SIGNAL_NAMES)
     params = SignalParams()
     for name, row in rows.items():
