@@ -148,8 +148,9 @@ class RiskGate:
         filters = self._filters.get(request.symbol)
         if filters is None:
             return Denied(DenialReason.INVALID_REQUEST, f"{request.symbol}: no exchange filters loaded")
-        if request.stop_distance <= 0 or request.reference_price <= 0:
-            return Denied(DenialReason.INVALID_REQUEST, "stop_distance and reference_price must be > 0")
+        if request.reference_price <= 0 or not 0 < request.stop_distance < request.reference_price:
+            return Denied(DenialReason.INVALID_REQUEST,
+                          f"need 0 < stop_distance {request.stop_distance} < price {request.reference_price}")
         decision = check_entry(self._context(request.symbol, request.side, account, market, request.ts_ms),
                                self.config)
         if isinstance(decision, Denied):

@@ -158,8 +158,8 @@ def split_quantity(total: Decimal, fractions: tuple[Decimal, ...], filters: Exch
     return merged
 
 
-def _draft(plan: ProtectionPlan, kind: str, qty: Decimal, price: Decimal, level: int,
-           config: RiskConfig, last_level: bool) -> OrderDraft:
+def _draft(plan: ProtectionPlan, kind: str, qty: Decimal, price: Decimal, config: RiskConfig,
+           last_level: bool) -> OrderDraft:
     symbol, side, parent = plan.entry.symbol, plan.exit_side, plan.entry.entry_id
     if kind == STOP:
         return OrderDraft(symbol, side, OrderType.STOP_MARKET, qty, stop_price=price, reduce_only=True,
@@ -213,30 +213,33 @@ class _Builder:
         return replace(bracket, stop=None, target=None, revision=revision)
 
     def place(self, bracket: Bracket, revision: int, reason: str) -> Bracket:
-        """Submit a bracket's stop and target at the plan's stop price and its target price."""
+        """Submit a bracket's stop and target, or exit at market if either is already crossed."""
         plan = self.plan
-        if _crossed(plan, STOP, plan.stop_price, self.last_price):
-            return self.exit_now(bracket, EXIT_STOP, f"{reason}: stop {plan.stop_price} already crossed")
-        if bracket.target_price is not None and _crossed(plan, TARGET, bracket.target_price, self.last_price):
-            return self.exit_now(bracket, EXIT_TARGET, f"{reason}: target {bracket.target_price} already reached")
         last = bracket.level == len(self.config.take_profit)
-        stop_order = self.quantize(_draft(plan, STOP, bracket.quantity, plan.stop_price, bracket.level,
-                                          self.config, last))
-        if isinstance(stop_order, FilterReject):
-            self.problems.append(f"level {bracket.level}: stop impossible ({stop_order})")
+        stop = self.quantize(_draft(plan, STOP, bracket.quantity, plan.stop_price, self.config, last))
+        if isinstance(stop, FilterReject):
+            self.problems.append(f"level {bracket.level}: stop impossible ({stop})")
             return self.exit_now(bracket, EXIT_STOP, f"{reason}: stop cannot be placed")
-        stop = stop_order.to_intent(_leg_id(plan, OrderRole.STOP_LOSS, bracket.level, revision))
-        self.submit(stop, bracket.level, STOP, reason)
-        target = None
+        # Judge the trigger side on the quantised price: rounding moved the stop toward the market.
+        assert stop.order.stop_price is not None
+        if _crossed(plan, STOP, stop.order.stop_price, self.last_price):
+            return self.exit_now(bracket, EXIT_STOP, f"{reason}: stop {stop.order.stop_price} already crossed")
+        target: QuantizedOrder | FilterReject | None = None
         if bracket.target_price is not None:
-            draft = _draft(plan, TARGET, bracket.quantity, bracket.target_price, bracket.level, self.config, last)
-            result = self.quantize(draft)
-            if isinstance(result, FilterReject):
-                self.problems.append(f"level {bracket.level}: target impossible ({result})")
+            target = self.quantize(_draft(plan, TARGET, bracket.quantity, bracket.target_price, self.config, last))
+            if isinstance(target, QuantizedOrder):
+                assert target.order.stop_price is not None
+                if _crossed(plan, TARGET, target.order.stop_price, self.last_price):
+                    return self.exit_now(bracket, EXIT_TARGET, f"{reason}: target {bracket.target_price} reached")
             else:
-                target = result.to_intent(_leg_id(plan, draft.role, bracket.level, revision))
-                self.submit(target, bracket.level, TARGET, reason)
-        return replace(bracket, stop=stop, target=target, revision=revision)
+                self.problems.append(f"level {bracket.level}: target impossible ({target})")
+        stop_intent = stop.to_intent(_leg_id(plan, OrderRole.STOP_LOSS, bracket.level, revision))
+        self.submit(stop_intent, bracket.level, STOP, reason)
+        target_intent = None
+        if isinstance(target, QuantizedOrder):
+            target_intent = target.to_intent(_leg_id(plan, target.order.role, bracket.level, revision))
+            self.submit(target_intent, bracket.level, TARGET, reason)
+        return replace(bracket, stop=stop_intent, target=target_intent, revision=revision)
 
     def finish(self, plan: ProtectionPlan, **outcome: bool) -> ProtectionUpdate:
         plan = replace(plan, legs=self.legs, problems=tuple(self.problems))
@@ -256,9 +259,9 @@ def plan_protection(entry: FilledEntry, config: RiskConfig, filters: ExchangeFil
 
     def valid(level: int, qty: Decimal) -> bool:
         last = level == len(targets)
-        drafts = [_draft(plan, STOP, qty, stop_price, level, config, last)]
+        drafts = [_draft(plan, STOP, qty, stop_price, config, last)]
         if targets:
-            drafts.append(_draft(plan, TARGET, qty, targets[level - 1], level, config, last))
+            drafts.append(_draft(plan, TARGET, qty, targets[level - 1], config, last))
         return all(isinstance(probe.quantize(d), QuantizedOrder) for d in drafts)
 
     slices = split_quantity(entry.quantity, fractions, filters, valid)

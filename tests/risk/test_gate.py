@@ -112,6 +112,13 @@ def test_a_working_entry_counts_as_a_position_before_the_account_knows_it() -> N
     assert isinstance(full, Denied) and full.reason is DenialReason.MAX_OPEN_POSITIONS
 
 
+def test_a_stop_distance_beyond_the_price_is_an_invalid_request() -> None:
+    gate = RiskGate(RiskConfig(), FILTERS)
+    for stop in ("0", "30000"):
+        decision = gate.request_entry(request(stop=stop), account(), market())
+        assert isinstance(decision, Denied) and decision.reason is DenialReason.INVALID_REQUEST
+
+
 def test_a_symbol_not_trading_on_the_exchange_is_denied() -> None:
     gate = RiskGate(RiskConfig(), {"BTCUSDT": replace(usdm(), status="BREAK")})
     decision = gate.request_entry(request(), account(), market())

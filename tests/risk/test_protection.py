@@ -113,6 +113,12 @@ def test_a_stop_already_crossed_exits_at_market_instead_of_resting() -> None:
     assert all(c.intent.reduce_only for c in update.commands)
 
 
+def test_the_trigger_side_is_judged_on_the_quantised_stop() -> None:
+    # stop 29699.95 rounds up to 29700.0, which a last price of 29700.0 would trigger at once
+    update = plan_protection(long_btc(distance="300.05"), CONFIG, usdm(), D("29700.0"), TS)
+    assert [c.intent.type for c in update.commands] == [OrderType.MARKET, OrderType.MARKET]
+
+
 def test_a_target_already_reached_exits_that_level_at_market() -> None:
     update = plan_protection(long_btc(), CONFIG, usdm(), D(30300), TS)
     assert summary(update.commands) == [
