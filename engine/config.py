@@ -17,7 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from engine.model import Market, is_binance_symbol
+from risk.config import RiskConfig
 from strategy.features.spec import FeaturesConfig
+from strategy.labels import LabelsConfig
+from strategy.models.config import ModelsConfig
+from strategy.signals.config import StrategyConfig
 
 SECRET_KEY_RE = re.compile(r"(api_?key|secret|token|password|private_?key|passphrase)", re.I)
 
@@ -157,6 +161,10 @@ class Config(_Frozen):
     paths: PathsConfig = PathsConfig()
     logging: LoggingConfig = LoggingConfig()
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
 
 
 class Secrets(_Frozen):
