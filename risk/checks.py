@@ -148,7 +148,9 @@ def book_fresh_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
 
 def symbol_trading_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
     if not ctx.market.symbol_trading:
-        return Denied(DenialReason.SYMBOL_NOT_TRADING, f"{ctx.symbol}: exchange status is not TRADING")
+        return Denied(
+            DenialReason.SYMBOL_NOT_TRADING, f"{ctx.symbol}: exchange status is not TRADING"
+        )
     return None
 
 
@@ -163,16 +165,22 @@ def one_position_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
     if existing is None:
         return None
     if existing.side is ctx.side:
-        return Denied(DenialReason.POSITION_EXISTS, f"{ctx.symbol}: a {existing.side} position is open")
-    return Denied(DenialReason.OPPOSITE_POSITION,
-                  f"{ctx.symbol}: a {existing.side} position is open; exit it before a {ctx.side}")
+        return Denied(
+            DenialReason.POSITION_EXISTS, f"{ctx.symbol}: a {existing.side} position is open"
+        )
+    return Denied(
+        DenialReason.OPPOSITE_POSITION,
+        f"{ctx.symbol}: a {existing.side} position is open; exit it before a {ctx.side}",
+    )
 
 
 def max_positions_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
     count = len(ctx.account.open_symbols)
     if count >= config.max_open_positions:
-        return Denied(DenialReason.MAX_OPEN_POSITIONS,
-                      f"{count} positions open, limit {config.max_open_positions}")
+        return Denied(
+            DenialReason.MAX_OPEN_POSITIONS,
+            f"{count} positions open, limit {config.max_open_positions}",
+        )
     return None
 
 
@@ -181,7 +189,10 @@ def cooldown_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
     cooldown_ms = config.cooldown_after_stop_s * 1000
     if stopped_ms is not None and ctx.now_ms - stopped_ms < cooldown_ms:
         left_s = (cooldown_ms - (ctx.now_ms - stopped_ms)) / 1000
-        return Denied(DenialReason.COOLDOWN_AFTER_STOP, f"{ctx.symbol}: stopped out, {left_s:.0f} s of cooldown left")
+        return Denied(
+            DenialReason.COOLDOWN_AFTER_STOP,
+            f"{ctx.symbol}: stopped out, {left_s:.0f} s of cooldown left",
+        )
     return None
 
 
@@ -189,13 +200,23 @@ def daily_loss_rule(ctx: EntryContext, config: RiskConfig) -> Denied | None:
     limit = ctx.account.day_start_equity * config.daily_loss_limit_pct / 100
     loss = -ctx.account.realized_pnl_today
     if loss >= limit:
-        return Denied(DenialReason.DAILY_LOSS_LIMIT, f"realised loss today {loss} reached limit {limit}")
+        return Denied(
+            DenialReason.DAILY_LOSS_LIMIT, f"realised loss today {loss} reached limit {limit}"
+        )
     return None
 
 
 ENTRY_RULES: tuple[Rule, ...] = (
-    trading_state_rule, symbol_trading_rule, short_rule, model_warm_rule, book_valid_rule,
-    book_fresh_rule, one_position_rule, max_positions_rule, cooldown_rule, daily_loss_rule,
+    trading_state_rule,
+    symbol_trading_rule,
+    short_rule,
+    model_warm_rule,
+    book_valid_rule,
+    book_fresh_rule,
+    one_position_rule,
+    max_positions_rule,
+    cooldown_rule,
+    daily_loss_rule,
 )
 # Adding to an existing position (DCA): the same, minus the rules an open position breaks.
 ADD_RULES: tuple[Rule, ...] = tuple(
@@ -203,8 +224,11 @@ ADD_RULES: tuple[Rule, ...] = tuple(
 )
 
 
-def check_entry(ctx: EntryContext, config: RiskConfig, rules: tuple[Rule, ...] = ENTRY_RULES,
-                ) -> Decision:
+def check_entry(
+    ctx: EntryContext,
+    config: RiskConfig,
+    rules: tuple[Rule, ...] = ENTRY_RULES,
+) -> Decision:
     """Return Allowed, or the first rule's denial of opening this entry now."""
     for rule in rules:
         if (denied := rule(ctx, config)) is not None:

@@ -48,25 +48,39 @@ def after_add_filled(state: DcaState, fill_price: Decimal) -> DcaState:
     return replace(state, adds_done=state.adds_done + 1, last_fill_price=fill_price)
 
 
-def average_price(quantity_a: Decimal, price_a: Decimal, quantity_b: Decimal, price_b: Decimal) -> Decimal:
+def average_price(
+    quantity_a: Decimal, price_a: Decimal, quantity_b: Decimal, price_b: Decimal
+) -> Decimal:
     """Return the volume-weighted average price of two fills."""
     return (quantity_a * price_a + quantity_b * price_b) / (quantity_a + quantity_b)
 
 
-def replan_after_add(plan: ProtectionPlan, add_quantity: Decimal, add_price: Decimal, config: RiskConfig,
-                     filters: ExchangeFilters, last_price: Decimal, ts_ms: int) -> ProtectionUpdate:
+def replan_after_add(
+    plan: ProtectionPlan,
+    add_quantity: Decimal,
+    add_price: Decimal,
+    config: RiskConfig,
+    filters: ExchangeFilters,
+    last_price: Decimal,
+    ts_ms: int,
+) -> ProtectionUpdate:
     """Cancel the old protection and protect the enlarged position (same stop, new targets)."""
     old = plan.entry
     cancelled = cancel_protection(plan, ts_ms, "dca add filled: re-plan")
     new_avg = average_price(old.quantity, old.avg_price, add_quantity, add_price)
-    original_stop = old.avg_price - old.stop_distance if plan.long else old.avg_price + old.stop_distance
+    original_stop = (
+        old.avg_price - old.stop_distance if plan.long else old.avg_price + old.stop_distance
+    )
     distance = new_avg - original_stop if plan.long else original_stop - new_avg
-    entry = replace(old, avg_price=new_avg, quantity=old.quantity + add_quantity, stop_distance=distance)
+    entry = replace(
+        old, avg_price=new_avg, quantity=old.quantity + add_quantity, stop_distance=distance
+    )
     if distance <= 0:
-        raise ValueError(f"add at {add_price} puts the average {new_avg} beyond the stop {original_stop}")
+        raise ValueError(
+            f"add at {add_price} puts the average {new_avg} beyond the stop {original_stop}"
+        )
     # The new legs reuse level numbers: their revisions start above every id the old plan issued.
     first_revision = 1 + max((b.revision for b in plan.brackets), default=0)
     fresh = plan_protection(entry, config, filters, last_price, ts_ms, plan.prefix, first_revision)
     legs = {**cancelled.plan.legs, **fresh.plan.legs}
-    return ProtectionUpdate(replace(fresh.plan, legs=legs),
-                            cancelled.commands + fresh.commands)
+    return ProtectionUpdate(replace(fresh.plan, legs=legs), cancelled.commands + fresh.commands)

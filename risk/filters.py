@@ -21,13 +21,22 @@ ZERO = Decimal(0)
 
 # Order types that execute at market once live or triggered: MARKET_LOT_SIZE applies to them too.
 MARKET_EXECUTED = frozenset(
-    {OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET,
-     OrderType.TRAILING_STOP_MARKET}
+    {
+        OrderType.MARKET,
+        OrderType.STOP_MARKET,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.TRAILING_STOP_MARKET,
+    }
 )
 # Conditional ("algo") types: counted by MAX_NUM_ALGO_ORDERS.
 CONDITIONAL = frozenset(
-    {OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_MARKET,
-     OrderType.TAKE_PROFIT_LIMIT, OrderType.TRAILING_STOP_MARKET}
+    {
+        OrderType.STOP_MARKET,
+        OrderType.STOP_LIMIT,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.TAKE_PROFIT_LIMIT,
+        OrderType.TRAILING_STOP_MARKET,
+    }
 )
 # USDⓈ-M callbackRate bounds in percent (API docs; the 2026-10-23 raise to 20 keeps 10 valid).
 FUTURES_CALLBACK_MIN_PCT = Decimal("0.1")
@@ -148,7 +157,9 @@ def parse_exchange_filters(entry: Mapping[str, Any], market: Market) -> Exchange
     futures = market is Market.USDM
     for name, f in by_type.items():
         if name == "PRICE_FILTER":
-            known["price"] = PriceRule(_dec(f["minPrice"]), _dec(f["maxPrice"]), _dec(f["tickSize"]))
+            known["price"] = PriceRule(
+                _dec(f["minPrice"]), _dec(f["maxPrice"]), _dec(f["tickSize"])
+            )
         elif name in ("LOT_SIZE", "MARKET_LOT_SIZE"):
             rule = LotRule(_dec(f["minQty"]), _dec(f["maxQty"]), _dec(f["stepSize"]))
             known["lot" if name == "LOT_SIZE" else "market_lot"] = rule
@@ -158,12 +169,15 @@ def parse_exchange_filters(entry: Mapping[str, Any], market: Market) -> Exchange
             apply = bool(f.get("applyToMarket", True))
             notionals.append(NotionalRule(_dec(f["minNotional"]), apply_min_to_market=apply))
         elif name == "NOTIONAL":  # spot, 2022+
-            notionals.append(NotionalRule(
-                _dec(f.get("minNotional", 0)), _dec(f.get("maxNotional", 0)),
-                apply_min_to_market=bool(f.get("applyMinToMarket", True)),
-                apply_max_to_market=bool(f.get("applyMaxToMarket", True)),
-                filter_name="NOTIONAL",
-            ))
+            notionals.append(
+                NotionalRule(
+                    _dec(f.get("minNotional", 0)),
+                    _dec(f.get("maxNotional", 0)),
+                    apply_min_to_market=bool(f.get("applyMinToMarket", True)),
+                    apply_max_to_market=bool(f.get("applyMaxToMarket", True)),
+                    filter_name="NOTIONAL",
+                )
+            )
         elif name == "PERCENT_PRICE" and futures:  # one-sided per side, vs mark price
             up, down = _dec(f["multiplierUp"]), _dec(f["multiplierDown"])
             bands.append(PercentPriceRule(bid_up=up, bid_down=None, ask_up=None, ask_down=down))
@@ -171,15 +185,21 @@ def parse_exchange_filters(entry: Mapping[str, Any], market: Market) -> Exchange
             up, down = _dec(f["multiplierUp"]), _dec(f["multiplierDown"])
             bands.append(PercentPriceRule(bid_up=up, bid_down=down, ask_up=up, ask_down=down))
         elif name == "PERCENT_PRICE_BY_SIDE":
-            bands.append(PercentPriceRule(
-                bid_up=_dec(f["bidMultiplierUp"]), bid_down=_dec(f["bidMultiplierDown"]),
-                ask_up=_dec(f["askMultiplierUp"]), ask_down=_dec(f["askMultiplierDown"]),
-                filter_name="PERCENT_PRICE_BY_SIDE",
-            ))
+            bands.append(
+                PercentPriceRule(
+                    bid_up=_dec(f["bidMultiplierUp"]),
+                    bid_down=_dec(f["bidMultiplierDown"]),
+                    ask_up=_dec(f["askMultiplierUp"]),
+                    ask_down=_dec(f["askMultiplierDown"]),
+                    filter_name="PERCENT_PRICE_BY_SIDE",
+                )
+            )
         elif name == "TRAILING_DELTA":
             known["trailing_delta"] = TrailingDeltaRule(
-                int(f["minTrailingAboveDelta"]), int(f["maxTrailingAboveDelta"]),
-                int(f["minTrailingBelowDelta"]), int(f["maxTrailingBelowDelta"]),
+                int(f["minTrailingAboveDelta"]),
+                int(f["maxTrailingAboveDelta"]),
+                int(f["minTrailingBelowDelta"]),
+                int(f["maxTrailingBelowDelta"]),
             )
         elif name == "MAX_NUM_ORDERS":  # spot maxNumOrders, futures limit
             known["max_num_orders"] = _opt_int(f.get("maxNumOrders", f.get("limit")))
@@ -199,18 +219,25 @@ def parse_exchange_filters(entry: Mapping[str, Any], market: Market) -> Exchange
             known.setdefault("unknown_filters", ())
             known["unknown_filters"] += (name,)
     return ExchangeFilters(
-        symbol=entry["symbol"], market=market, status=str(entry.get("status", "TRADING")),
-        notionals=tuple(notionals), percent_prices=tuple(bands),
-        order_types=tuple(entry.get("orderTypes", ())), **known,
+        symbol=entry["symbol"],
+        market=market,
+        status=str(entry.get("status", "TRADING")),
+        notionals=tuple(notionals),
+        percent_prices=tuple(bands),
+        order_types=tuple(entry.get("orderTypes", ())),
+        **known,
     )
 
 
-def load_exchange_filters(exchange_info: Mapping[str, Any], market: Market) -> dict[str, ExchangeFilters]:
+def load_exchange_filters(
+    exchange_info: Mapping[str, Any], market: Market
+) -> dict[str, ExchangeFilters]:
     """Parse every symbol of an exchangeInfo response, keyed by symbol."""
     return {s["symbol"]: parse_exchange_filters(s, market) for s in exchange_info["symbols"]}
 
 
 # -- the validator ---------------------------------------------------------------------------
+
 
 def on_grid(value: Decimal, step: Decimal, anchor: Decimal = ZERO) -> bool:
     """Return True when value sits on the grid anchor + k * step (a zero step disables the rule)."""
@@ -226,11 +253,15 @@ def _price_failure(label: str, value: Decimal, filters: ExchangeFilters) -> Filt
     if rule.max_price and value > rule.max_price:
         return FilterReject("PRICE_FILTER", f"{label} {value} above maxPrice {rule.max_price}")
     if not on_grid(value, rule.tick_size, filters.price_anchor):
-        return FilterReject("PRICE_FILTER", f"{label} {value} not a multiple of tickSize {rule.tick_size}")
+        return FilterReject(
+            "PRICE_FILTER", f"{label} {value} not a multiple of tickSize {rule.tick_size}"
+        )
     return None
 
 
-def _band_failure(price: Decimal, side: Side, ref: Decimal, rule: PercentPriceRule) -> FilterReject | None:
+def _band_failure(
+    price: Decimal, side: Side, ref: Decimal, rule: PercentPriceRule
+) -> FilterReject | None:
     up, down = (rule.bid_up, rule.bid_down) if side is Side.BUY else (rule.ask_up, rule.ask_down)
     if up is not None and price > ref * up:
         return FilterReject(rule.filter_name, f"price {price} above {up} x reference {ref}")
@@ -249,8 +280,12 @@ def _lot_failure(qty: Decimal, rule: LotRule, name: str, anchor: Decimal) -> Fil
     return None
 
 
-def notional_price(order_type: OrderType, price: Decimal | None, stop_price: Decimal | None,
-                   reference_price: Decimal) -> Decimal:
+def notional_price(
+    order_type: OrderType,
+    price: Decimal | None,
+    stop_price: Decimal | None,
+    reference_price: Decimal,
+) -> Decimal:
     """Return the price a notional check uses: limit price, else trigger price, else reference."""
     if price is not None:
         return price
@@ -259,10 +294,18 @@ def notional_price(order_type: OrderType, price: Decimal | None, stop_price: Dec
     return reference_price
 
 
-def filter_failure(filters: ExchangeFilters, *, side: Side, order_type: OrderType, quantity: Decimal,
-                   price: Decimal | None, stop_price: Decimal | None, reference_price: Decimal,
-                   reduce_only: bool = False, callback_rate_pct: Decimal | None = None,
-                   ) -> FilterReject | None:
+def filter_failure(
+    filters: ExchangeFilters,
+    *,
+    side: Side,
+    order_type: OrderType,
+    quantity: Decimal,
+    price: Decimal | None,
+    stop_price: Decimal | None,
+    reference_price: Decimal,
+    reduce_only: bool = False,
+    callback_rate_pct: Decimal | None = None,
+) -> FilterReject | None:
     """Return the first filter an order breaks, or None when Binance would accept it."""
     for label, value in (("price", price), ("stopPrice", stop_price)):
         if value is not None and (failure := _price_failure(label, value, filters)):
@@ -272,7 +315,9 @@ def filter_failure(filters: ExchangeFilters, *, side: Side, order_type: OrderTyp
             if failure := _band_failure(price, side, reference_price, band):
                 return failure
     anchored = filters.grid_anchored_at_min
-    for lot, name in zip(filters.lot_for(order_type), ("LOT_SIZE", "MARKET_LOT_SIZE"), strict=False):
+    for lot, name in zip(
+        filters.lot_for(order_type), ("LOT_SIZE", "MARKET_LOT_SIZE"), strict=False
+    ):
         if failure := _lot_failure(quantity, lot, name, lot.min_qty if anchored else ZERO):
             return failure
     notional = quantity * notional_price(order_type, price, stop_price, reference_price)
@@ -280,50 +325,83 @@ def filter_failure(filters: ExchangeFilters, *, side: Side, order_type: OrderTyp
     for rule in filters.notionals:
         if rule.waived_for_reduce_only and reduce_only:
             continue
-        if rule.min_notional and notional < rule.min_notional and (rule.apply_min_to_market or not is_market):
+        if (
+            rule.min_notional
+            and notional < rule.min_notional
+            and (rule.apply_min_to_market or not is_market)
+        ):
             return FilterReject(rule.filter_name, f"notional {notional} below {rule.min_notional}")
-        if rule.max_notional and notional > rule.max_notional and (rule.apply_max_to_market or not is_market):
+        if (
+            rule.max_notional
+            and notional > rule.max_notional
+            and (rule.apply_max_to_market or not is_market)
+        ):
             return FilterReject(rule.filter_name, f"notional {notional} above {rule.max_notional}")
     if order_type is OrderType.TRAILING_STOP_MARKET:
         return _trailing_failure(filters, side, callback_rate_pct)
     return None
 
 
-def _trailing_failure(filters: ExchangeFilters, side: Side, callback_rate_pct: Decimal | None,
-                      ) -> FilterReject | None:
+def _trailing_failure(
+    filters: ExchangeFilters,
+    side: Side,
+    callback_rate_pct: Decimal | None,
+) -> FilterReject | None:
     if callback_rate_pct is None:
         return FilterReject("TRAILING_DELTA", "trailing stop without a callback rate")
     if filters.market is Market.USDM:
         lo, hi = FUTURES_CALLBACK_MIN_PCT, FUTURES_CALLBACK_MAX_PCT
         if not lo <= callback_rate_pct <= hi or not on_grid(callback_rate_pct, lo):
-            return FilterReject("CALLBACK_RATE", f"callbackRate {callback_rate_pct} not in {lo}..{hi} by {lo}")
+            return FilterReject(
+                "CALLBACK_RATE", f"callbackRate {callback_rate_pct} not in {lo}..{hi} by {lo}"
+            )
         return None
     bips = callback_rate_pct * 100
     if bips != bips.to_integral_value() or bips <= 0:
-        return FilterReject("TRAILING_DELTA", f"trailingDelta {bips} bips must be a positive integer")
+        return FilterReject(
+            "TRAILING_DELTA", f"trailingDelta {bips} bips must be a positive integer"
+        )
     rule = filters.trailing_delta
     if rule is None:
         return None
-    # A trailing stop protecting a long sells below the market ("below" bounds), a short's buys above.
-    low, high = (rule.min_below, rule.max_below) if side is Side.SELL else (rule.min_above, rule.max_above)
+    # A long's trailing stop sells below the market ("below" bounds); a short's buys above.
+    low, high = (
+        (rule.min_below, rule.max_below) if side is Side.SELL else (rule.min_above, rule.max_above)
+    )
     if not low <= bips <= high:
         return FilterReject("TRAILING_DELTA", f"trailingDelta {bips} bips not in {low}..{high}")
     return None
 
 
-def account_filter_failure(filters: ExchangeFilters, *, side: Side, order_type: OrderType,
-                           quantity: Decimal, open_orders: int, open_algo_orders: int,
-                           base_position: Decimal = ZERO, open_buy_quantity: Decimal = ZERO,
-                           ) -> FilterReject | None:
-    """Return the account-dependent filter (order counts, spot MAX_POSITION) one more order breaks."""
+def account_filter_failure(
+    filters: ExchangeFilters,
+    *,
+    side: Side,
+    order_type: OrderType,
+    quantity: Decimal,
+    open_orders: int,
+    open_algo_orders: int,
+    base_position: Decimal = ZERO,
+    open_buy_quantity: Decimal = ZERO,
+) -> FilterReject | None:
+    """Return the account-dependent filter (order counts, MAX_POSITION) one more order breaks."""
     if filters.max_num_orders is not None and open_orders + 1 > filters.max_num_orders:
-        return FilterReject("MAX_NUM_ORDERS", f"{open_orders} open orders, limit {filters.max_num_orders}")
-    if (order_type in CONDITIONAL and filters.max_num_algo_orders is not None
-            and open_algo_orders + 1 > filters.max_num_algo_orders):
-        return FilterReject("MAX_NUM_ALGO_ORDERS",
-                            f"{open_algo_orders} open conditional orders, limit {filters.max_num_algo_orders}")
+        return FilterReject(
+            "MAX_NUM_ORDERS", f"{open_orders} open orders, limit {filters.max_num_orders}"
+        )
+    if (
+        order_type in CONDITIONAL
+        and filters.max_num_algo_orders is not None
+        and open_algo_orders + 1 > filters.max_num_algo_orders
+    ):
+        return FilterReject(
+            "MAX_NUM_ALGO_ORDERS",
+            f"{open_algo_orders} open conditional orders, limit {filters.max_num_algo_orders}",
+        )
     if filters.max_position is not None and side is Side.BUY:
         position = base_position + open_buy_quantity + quantity
         if position > filters.max_position:
-            return FilterReject("MAX_POSITION", f"position {position} above maxPosition {filters.max_position}")
+            return FilterReject(
+                "MAX_POSITION", f"position {position} above maxPosition {filters.max_position}"
+            )
     return None

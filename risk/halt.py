@@ -45,8 +45,11 @@ def max_market_quantity(filters: ExchangeFilters) -> Decimal | None:
     return min(limits) if limits else None
 
 
-def flatten_orders(position: PositionView, filters: ExchangeFilters, reference_price: Decimal,
-                   ) -> tuple[list[QuantizedOrder], str | None]:
+def flatten_orders(
+    position: PositionView,
+    filters: ExchangeFilters,
+    reference_price: Decimal,
+) -> tuple[list[QuantizedOrder], str | None]:
     """Return reduce-only MARKET orders closing a position, and a problem if dust remains."""
     side = Side.SELL if position.side is Side.BUY else Side.BUY
     remaining = position.quantity
@@ -54,8 +57,9 @@ def flatten_orders(position: PositionView, filters: ExchangeFilters, reference_p
     cap = max_market_quantity(filters)
     while remaining > 0:
         chunk = remaining if cap is None else min(remaining, cap)
-        draft = OrderDraft(position.symbol, side, OrderType.MARKET, chunk, reduce_only=True,
-                           role=OrderRole.FLATTEN)
+        draft = OrderDraft(
+            position.symbol, side, OrderType.MARKET, chunk, reduce_only=True, role=OrderRole.FLATTEN
+        )
         result = quantize_order(draft, filters, reference_price)
         if not isinstance(result, QuantizedOrder):
             return orders, f"{position.symbol}: {remaining} left open ({result})"
@@ -64,17 +68,29 @@ def flatten_orders(position: PositionView, filters: ExchangeFilters, reference_p
     return orders, None
 
 
-def halt_commands(*, open_orders: Sequence[OpenOrderView], positions: Sequence[PositionView],
-                  filters: Mapping[str, ExchangeFilters], reference_prices: Mapping[str, Decimal],
-                  flatten: bool, prefix: str, next_seq: int, ts_ms: int) -> HaltPlan:
+def halt_commands(
+    *,
+    open_orders: Sequence[OpenOrderView],
+    positions: Sequence[PositionView],
+    filters: Mapping[str, ExchangeFilters],
+    reference_prices: Mapping[str, Decimal],
+    flatten: bool,
+    prefix: str,
+    next_seq: int,
+    ts_ms: int,
+) -> HaltPlan:
     """Return the cancels (and, if flatten, the market exits) that put the account at rest."""
     held = {p.symbol for p in positions}
     exiting = {o.symbol for o in open_orders if o.role in EXIT_ROLES}
     commands: list[Command] = []
     for order in open_orders:
-        cancel = order.role in ENTRY_ROLES or (flatten and order.symbol in held and order.role not in EXIT_ROLES)
+        cancel = order.role in ENTRY_ROLES or (
+            flatten and order.symbol in held and order.role not in EXIT_ROLES
+        )
         if cancel:
-            commands.append(CancelOrder(order.symbol, order.client_order_id, ts_ms, reason="halted"))
+            commands.append(
+                CancelOrder(order.symbol, order.client_order_id, ts_ms, reason="halted")
+            )
     problems: list[str] = []
     seq = next_seq
     if flatten:
@@ -85,7 +101,9 @@ def halt_commands(*, open_orders: Sequence[OpenOrderView], positions: Sequence[P
             orders, problem = flatten_orders(position, filters[position.symbol], ref)
             for exit_order in orders:
                 coid = client_order_id(prefix, position.symbol, seq, OrderRole.FLATTEN)
-                commands.append(SubmitOrder(exit_order.to_intent(coid), ts_ms, reason="halted: flatten"))
+                commands.append(
+                    SubmitOrder(exit_order.to_intent(coid), ts_ms, reason="halted: flatten")
+                )
                 seq += 1
             if problem:
                 problems.append(problem)

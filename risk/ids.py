@@ -17,8 +17,12 @@ from engine.orders import OrderRole
 
 MAX_LEN = 36
 ROLE_CODES: dict[OrderRole, str] = {
-    OrderRole.ENTRY: "en", OrderRole.EXIT: "ex", OrderRole.STOP_LOSS: "sl",
-    OrderRole.TAKE_PROFIT: "tp", OrderRole.TRAILING_STOP: "ts", OrderRole.DCA: "dc",
+    OrderRole.ENTRY: "en",
+    OrderRole.EXIT: "ex",
+    OrderRole.STOP_LOSS: "sl",
+    OrderRole.TAKE_PROFIT: "tp",
+    OrderRole.TRAILING_STOP: "ts",
+    OrderRole.DCA: "dc",
     OrderRole.FLATTEN: "fl",
 }
 _ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
@@ -36,8 +40,9 @@ class ParsedId:
     revision: int
 
 
-def client_order_id(prefix: str, symbol: str, seq: int, role: OrderRole, level: int = 0,
-                    revision: int = 0) -> str:
+def client_order_id(
+    prefix: str, symbol: str, seq: int, role: OrderRole, level: int = 0, revision: int = 0
+) -> str:
     """Return the client order id of one order; the same arguments always give the same id."""
     if seq < 0 or level < 0 or revision < 0:
         raise ValueError("seq, level and revision must be >= 0")
@@ -46,7 +51,9 @@ def client_order_id(prefix: str, symbol: str, seq: int, role: OrderRole, level: 
     if len(text) > MAX_LEN:
         text = f"{prefix}-{zlib.crc32(symbol.encode()):08x}-{seq}-{code}"
     if not _VALID.match(text):
-        raise ValueError(f"cannot build a valid client order id from {prefix!r}, {symbol!r}, {seq}: {text!r}")
+        raise ValueError(
+            f"cannot build a valid client order id from {prefix!r}, {symbol!r}, {seq}: {text!r}"
+        )
     return text
 
 
@@ -56,5 +63,6 @@ def parse_client_order_id(text: str) -> ParsedId | None:
     if match is None or match.group(4) not in _ROLES_BY_CODE:
         return None
     prefix, symbol_part, seq, code, level, revision = match.groups()
-    return ParsedId(prefix, symbol_part, int(seq), _ROLES_BY_CODE[code], int(level or 0),
-                    int(revision or 0))
+    return ParsedId(
+        prefix, symbol_part, int(seq), _ROLES_BY_CODE[code], int(level or 0), int(revision or 0)
+    )

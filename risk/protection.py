@@ -81,7 +81,9 @@ class ProtectionPlan:
     stop_price: Decimal  # where the stops rest now
     brackets: tuple[Bracket, ...]
     targets_hit: tuple[Decimal, ...] = ()  # target prices filled, in order
-    legs: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # every id issued -> (level, kind)
+    legs: Mapping[str, tuple[int, str]] = field(
+        default_factory=dict
+    )  # every id issued -> (level, kind)
     problems: tuple[str, ...] = ()
 
     @property
@@ -98,12 +100,17 @@ class ProtectionPlan:
 
     def working_orders(self) -> tuple[OrderIntent, ...]:
         """Return every protective order that should be resting on the venue now."""
-        return tuple(o for b in self.brackets if not b.done for o in (b.stop, b.target) if o is not None)
+        return tuple(
+            o for b in self.brackets if not b.done for o in (b.stop, b.target) if o is not None
+        )
 
     def oco_pairs(self) -> tuple[tuple[str, str], ...]:
         """Return (stop id, target id) of each bracket: the pairs spot must place as OCO lists."""
-        return tuple((b.stop.client_order_id, b.target.client_order_id) for b in self.brackets
-                     if not b.done and b.stop is not None and b.target is not None)
+        return tuple(
+            (b.stop.client_order_id, b.target.client_order_id)
+            for b in self.brackets
+            if not b.done and b.stop is not None and b.target is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +137,12 @@ def _crossed(plan: ProtectionPlan, kind: str, price: Decimal, last_price: Decima
     return price >= last_price if below else price <= last_price
 
 
-def split_quantity(total: Decimal, fractions: tuple[Decimal, ...], filters: ExchangeFilters,
-                   valid: Callable[[int, Decimal], bool] | None = None) -> list[tuple[int, Decimal]]:
+def split_quantity(
+    total: Decimal,
+    fractions: tuple[Decimal, ...],
+    filters: ExchangeFilters,
+    valid: Callable[[int, Decimal], bool] | None = None,
+) -> list[tuple[int, Decimal]]:
     """Split total into (level, quantity) on the step grid, summing exactly to total.
 
     Every level but the last is rounded down; the last takes the remainder. A level too small for
@@ -151,26 +162,58 @@ def split_quantity(total: Decimal, fractions: tuple[Decimal, ...], filters: Exch
             continue
         merged.append((index, qty))
     last_level, last_qty = merged[-1]
-    if len(merged) > 1 and (last_qty <= 0 or (valid is not None and not valid(last_level, last_qty))):
+    if len(merged) > 1 and (
+        last_qty <= 0 or (valid is not None and not valid(last_level, last_qty))
+    ):
         merged.pop()
         level, qty = merged.pop()
         merged.append((level, qty + last_qty))
     return merged
 
 
-def _draft(plan: ProtectionPlan, kind: str, qty: Decimal, price: Decimal, config: RiskConfig,
-           last_level: bool) -> OrderDraft:
+def _draft(
+    plan: ProtectionPlan,
+    kind: str,
+    qty: Decimal,
+    price: Decimal,
+    config: RiskConfig,
+    last_level: bool,
+) -> OrderDraft:
     symbol, side, parent = plan.entry.symbol, plan.exit_side, plan.entry.entry_id
     if kind == STOP:
-        return OrderDraft(symbol, side, OrderType.STOP_MARKET, qty, stop_price=price, reduce_only=True,
-                          role=OrderRole.STOP_LOSS, parent_id=parent)
+        return OrderDraft(
+            symbol,
+            side,
+            OrderType.STOP_MARKET,
+            qty,
+            stop_price=price,
+            reduce_only=True,
+            role=OrderRole.STOP_LOSS,
+            parent_id=parent,
+        )
     callback = config.trailing.callback_rate_pct
     if last_level and callback is not None and plan.market is Market.USDM:
-        return OrderDraft(symbol, side, OrderType.TRAILING_STOP_MARKET, qty, stop_price=price,
-                          callback_rate_pct=callback, reduce_only=True, role=OrderRole.TRAILING_STOP,
-                          parent_id=parent)
-    return OrderDraft(symbol, side, OrderType.TAKE_PROFIT_MARKET, qty, stop_price=price, reduce_only=True,
-                      role=OrderRole.TAKE_PROFIT, parent_id=parent)
+        return OrderDraft(
+            symbol,
+            side,
+            OrderType.TRAILING_STOP_MARKET,
+            qty,
+            stop_price=price,
+            callback_rate_pct=callback,
+            reduce_only=True,
+            role=OrderRole.TRAILING_STOP,
+            parent_id=parent,
+        )
+    return OrderDraft(
+        symbol,
+        side,
+        OrderType.TAKE_PROFIT_MARKET,
+        qty,
+        stop_price=price,
+        reduce_only=True,
+        role=OrderRole.TAKE_PROFIT,
+        parent_id=parent,
+    )
 
 
 def _leg_id(plan: ProtectionPlan, role: OrderRole, level: int, revision: int) -> str:
@@ -180,8 +223,14 @@ def _leg_id(plan: ProtectionPlan, role: OrderRole, level: int, revision: int) ->
 class _Builder:
     """Accumulates commands and the plan while one step of the fold runs."""
 
-    def __init__(self, plan: ProtectionPlan, config: RiskConfig, filters: ExchangeFilters,
-                 last_price: Decimal, ts_ms: int) -> None:
+    def __init__(
+        self,
+        plan: ProtectionPlan,
+        config: RiskConfig,
+        filters: ExchangeFilters,
+        last_price: Decimal,
+        ts_ms: int,
+    ) -> None:
         self.plan, self.config, self.filters = plan, config, filters
         self.last_price, self.ts_ms = last_price, ts_ms
         self.commands: list[Command] = []
@@ -197,13 +246,22 @@ class _Builder:
 
     def cancel(self, intent: OrderIntent | None, reason: str) -> None:
         if intent is not None:
-            self.commands.append(CancelOrder(intent.symbol, intent.client_order_id, self.ts_ms, reason))
+            self.commands.append(
+                CancelOrder(intent.symbol, intent.client_order_id, self.ts_ms, reason)
+            )
 
     def exit_now(self, bracket: Bracket, kind: str, reason: str) -> Bracket:
         """Close a bracket's quantity with a reduce-only MARKET order (its legs are not placed)."""
         revision = bracket.revision + 1
-        draft = OrderDraft(self.plan.entry.symbol, self.plan.exit_side, OrderType.MARKET, bracket.quantity,
-                           reduce_only=True, role=OrderRole.EXIT, parent_id=self.plan.entry.entry_id)
+        draft = OrderDraft(
+            self.plan.entry.symbol,
+            self.plan.exit_side,
+            OrderType.MARKET,
+            bracket.quantity,
+            reduce_only=True,
+            role=OrderRole.EXIT,
+            parent_id=self.plan.entry.entry_id,
+        )
         result = self.quantize(draft)
         if isinstance(result, FilterReject):
             self.problems.append(f"level {bracket.level}: market exit impossible ({result})")
@@ -216,28 +274,38 @@ class _Builder:
         """Submit a bracket's stop and target, or exit at market if either is already crossed."""
         plan = self.plan
         last = bracket.level == len(self.config.take_profit)
-        stop = self.quantize(_draft(plan, STOP, bracket.quantity, plan.stop_price, self.config, last))
+        stop = self.quantize(
+            _draft(plan, STOP, bracket.quantity, plan.stop_price, self.config, last)
+        )
         if isinstance(stop, FilterReject):
             self.problems.append(f"level {bracket.level}: stop impossible ({stop})")
             return self.exit_now(bracket, EXIT_STOP, f"{reason}: stop cannot be placed")
         # Judge the trigger side on the quantised price: rounding moved the stop toward the market.
         assert stop.order.stop_price is not None
         if _crossed(plan, STOP, stop.order.stop_price, self.last_price):
-            return self.exit_now(bracket, EXIT_STOP, f"{reason}: stop {stop.order.stop_price} already crossed")
+            return self.exit_now(
+                bracket, EXIT_STOP, f"{reason}: stop {stop.order.stop_price} already crossed"
+            )
         target: QuantizedOrder | FilterReject | None = None
         if bracket.target_price is not None:
-            target = self.quantize(_draft(plan, TARGET, bracket.quantity, bracket.target_price, self.config, last))
+            target = self.quantize(
+                _draft(plan, TARGET, bracket.quantity, bracket.target_price, self.config, last)
+            )
             if isinstance(target, QuantizedOrder):
                 assert target.order.stop_price is not None
                 if _crossed(plan, TARGET, target.order.stop_price, self.last_price):
-                    return self.exit_now(bracket, EXIT_TARGET, f"{reason}: target {bracket.target_price} reached")
+                    return self.exit_now(
+                        bracket, EXIT_TARGET, f"{reason}: target {bracket.target_price} reached"
+                    )
             else:
                 self.problems.append(f"level {bracket.level}: target impossible ({target})")
         stop_intent = stop.to_intent(_leg_id(plan, OrderRole.STOP_LOSS, bracket.level, revision))
         self.submit(stop_intent, bracket.level, STOP, reason)
         target_intent = None
         if isinstance(target, QuantizedOrder):
-            target_intent = target.to_intent(_leg_id(plan, target.order.role, bracket.level, revision))
+            target_intent = target.to_intent(
+                _leg_id(plan, target.order.role, bracket.level, revision)
+            )
             self.submit(target_intent, bracket.level, TARGET, reason)
         return replace(bracket, stop=stop_intent, target=target_intent, revision=revision)
 
@@ -246,13 +314,23 @@ class _Builder:
         return ProtectionUpdate(plan, tuple(self.commands), **outcome)
 
 
-def plan_protection(entry: FilledEntry, config: RiskConfig, filters: ExchangeFilters, last_price: Decimal,
-                    ts_ms: int, prefix: str | None = None, first_revision: int = 0) -> ProtectionUpdate:
+def plan_protection(
+    entry: FilledEntry,
+    config: RiskConfig,
+    filters: ExchangeFilters,
+    last_price: Decimal,
+    ts_ms: int,
+    prefix: str | None = None,
+    first_revision: int = 0,
+) -> ProtectionUpdate:
     """Return the protection plan of a filled entry and the orders that put it on the venue."""
     long = entry.side is Side.BUY
     sign = 1 if long else -1
     stop_price = entry.avg_price - sign * entry.stop_distance
-    targets = [entry.avg_price + sign * level.r_multiple * entry.stop_distance for level in config.take_profit]
+    targets = [
+        entry.avg_price + sign * level.r_multiple * entry.stop_distance
+        for level in config.take_profit
+    ]
     fractions = tuple(level.fraction for level in config.take_profit) or (Decimal(1),)
     plan = ProtectionPlan(entry, filters.market, prefix or config.client_id_prefix, stop_price, ())
     probe = _Builder(plan, config, filters, last_price, ts_ms)
@@ -265,8 +343,10 @@ def plan_protection(entry: FilledEntry, config: RiskConfig, filters: ExchangeFil
         return all(isinstance(probe.quantize(d), QuantizedOrder) for d in drafts)
 
     slices = split_quantity(entry.quantity, fractions, filters, valid)
-    brackets = tuple(Bracket(level, qty, targets[level - 1] if targets else None, revision=first_revision)
-                     for level, qty in slices)
+    brackets = tuple(
+        Bracket(level, qty, targets[level - 1] if targets else None, revision=first_revision)
+        for level, qty in slices
+    )
     builder = _Builder(replace(plan, brackets=brackets), config, filters, last_price, ts_ms)
     placed = tuple(builder.place(b, first_revision, "protect entry") for b in brackets)
     return builder.finish(replace(builder.plan, brackets=placed))
@@ -279,7 +359,9 @@ def _moved_stop(plan: ProtectionPlan, config: RiskConfig) -> Decimal | None:
     if len(plan.targets_hit) >= 2 and trailing.step_to_previous_target:
         candidate = plan.targets_hit[-2]
     elif plan.targets_hit and trailing.break_even_after_first_target:
-        candidate = break_even_price(plan.entry.side, plan.entry.avg_price, trailing.break_even_fee_pct)
+        candidate = break_even_price(
+            plan.entry.side, plan.entry.avg_price, trailing.break_even_fee_pct
+        )
     if candidate is None:
         return None
     better = candidate > plan.stop_price if plan.long else candidate < plan.stop_price
@@ -309,26 +391,42 @@ def _move_stops(builder: _Builder, plan: ProtectionPlan, new_stop: Decimal) -> P
     return replace(plan, brackets=tuple(brackets))
 
 
-def _replace_lost_leg(builder: _Builder, plan: ProtectionPlan, bracket: Bracket, kind: str,
-                      rejected: bool, why: str) -> ProtectionPlan:
-    """A leg vanished without our cancel (expired, venue-cancelled, rejected): restore protection."""
+def _replace_lost_leg(
+    builder: _Builder, plan: ProtectionPlan, bracket: Bracket, kind: str, rejected: bool, why: str
+) -> ProtectionPlan:
+    """Restore protection after a leg vanished without our cancel (expired, rejected...)."""
     if kind == STOP:
         # Never leave the quantity without a stop: re-place the pair; a rejected stop (most often
         # "would trigger immediately") is not sent again unchanged: the quantity exits at market.
         builder.cancel(bracket.target, why)
-        fixed = (builder.exit_now(bracket, EXIT_STOP, why) if rejected
-                 else builder.place(bracket, bracket.revision + 1, why))
+        fixed = (
+            builder.exit_now(bracket, EXIT_STOP, why)
+            if rejected
+            else builder.place(bracket, bracket.revision + 1, why)
+        )
     elif kind == TARGET:
-        builder.problems.append(f"level {bracket.level}: target lost ({why}); the stop still protects it")
+        builder.problems.append(
+            f"level {bracket.level}: target lost ({why}); the stop still protects it"
+        )
         fixed = replace(bracket, target=None)
     else:
-        builder.problems.append(f"level {bracket.level}: market exit failed ({why}); position left open")
+        builder.problems.append(
+            f"level {bracket.level}: market exit failed ({why}); position left open"
+        )
         fixed = bracket
-    return replace(plan, brackets=tuple(fixed if b.level == bracket.level else b for b in plan.brackets))
+    return replace(
+        plan, brackets=tuple(fixed if b.level == bracket.level else b for b in plan.brackets)
+    )
 
 
-def apply_order_event(plan: ProtectionPlan, event: OrderEvent, config: RiskConfig, filters: ExchangeFilters,
-                      last_price: Decimal, ts_ms: int) -> ProtectionUpdate:
+def apply_order_event(
+    plan: ProtectionPlan,
+    event: OrderEvent,
+    config: RiskConfig,
+    filters: ExchangeFilters,
+    last_price: Decimal,
+    ts_ms: int,
+) -> ProtectionUpdate:
     """Fold one order event of this position into the plan; return the orders it calls for."""
     coid = getattr(event, "client_order_id", None)
     if coid is None or coid not in plan.legs:

@@ -60,10 +60,18 @@ class QuantizedOrder:
         """Return the OrderIntent for this order under the given client order id."""
         o = self.order
         return OrderIntent(
-            client_order_id=client_order_id, symbol=o.symbol, side=o.side, type=o.type,
-            quantity=o.quantity, role=o.role, price=o.price, stop_price=o.stop_price,
-            callback_rate_pct=o.callback_rate_pct, time_in_force=o.time_in_force,
-            reduce_only=o.reduce_only, parent_id=o.parent_id,
+            client_order_id=client_order_id,
+            symbol=o.symbol,
+            side=o.side,
+            type=o.type,
+            quantity=o.quantity,
+            role=o.role,
+            price=o.price,
+            stop_price=o.stop_price,
+            callback_rate_pct=o.callback_rate_pct,
+            time_in_force=o.time_in_force,
+            reduce_only=o.reduce_only,
+            parent_id=o.parent_id,
         )
 
 
@@ -130,8 +138,11 @@ def _anchor(rule: LotRule, anchored: bool) -> Decimal:
     return rule.min_qty if anchored else ZERO
 
 
-def quantize_order(draft: OrderDraft, filters: ExchangeFilters, reference_price: Decimal,
-                   ) -> QuantizedOrder | FilterReject:
+def quantize_order(
+    draft: OrderDraft,
+    filters: ExchangeFilters,
+    reference_price: Decimal,
+) -> QuantizedOrder | FilterReject:
     """Snap a draft to the symbol's grids and return it, or the filter no nearby order passes.
 
     reference_price is what Binance compares with: spot the average/reference price
@@ -150,12 +161,20 @@ def quantize_order(draft: OrderDraft, filters: ExchangeFilters, reference_price:
         callback_step = Decimal("0.1") if filters.market is Market.USDM else Decimal("0.01")
         callback = snap_down(callback, callback_step)
     failure = filter_failure(
-        filters, side=draft.side, order_type=draft.type, quantity=quantity, price=price,
-        stop_price=stop, reference_price=reference_price, reduce_only=draft.reduce_only,
+        filters,
+        side=draft.side,
+        order_type=draft.type,
+        quantity=quantity,
+        price=price,
+        stop_price=stop,
+        reference_price=reference_price,
+        reduce_only=draft.reduce_only,
         callback_rate_pct=callback,
     )
     if failure is not None:
         return failure
-    order = replace(draft, quantity=quantity, price=price, stop_price=stop, callback_rate_pct=callback)
+    order = replace(
+        draft, quantity=quantity, price=price, stop_price=stop, callback_rate_pct=callback
+    )
     notional = quantity * notional_price(draft.type, price, stop, reference_price)
     return QuantizedOrder(order=order, notional=notional)

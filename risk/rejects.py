@@ -15,20 +15,39 @@ from engine.orders import OrderIntent, OrderRejected
 from risk.filters import FilterReject
 
 # Every filter name the venue adapter may put in OrderRejected.reason for a filter failure.
-FILTER_NAMES = frozenset({
-    "PRICE_FILTER", "PERCENT_PRICE", "PERCENT_PRICE_BY_SIDE", "LOT_SIZE", "MARKET_LOT_SIZE",
-    "MIN_NOTIONAL", "NOTIONAL", "ICEBERG_PARTS", "MAX_NUM_ORDERS", "MAX_NUM_ALGO_ORDERS",
-    "MAX_NUM_ICEBERG_ORDERS", "MAX_POSITION", "TRAILING_DELTA", "MAX_NUM_ORDER_AMENDS",
-    "MAX_NUM_ORDER_LISTS", "EXCHANGE_MAX_NUM_ORDERS", "EXCHANGE_MAX_NUM_ALGO_ORDERS",
-    "EXCHANGE_MAX_NUM_ICEBERG_ORDERS", "EXCHANGE_MAX_NUM_ORDER_LISTS", "CALLBACK_RATE",
-})
+FILTER_NAMES = frozenset(
+    {
+        "PRICE_FILTER",
+        "PERCENT_PRICE",
+        "PERCENT_PRICE_BY_SIDE",
+        "LOT_SIZE",
+        "MARKET_LOT_SIZE",
+        "MIN_NOTIONAL",
+        "NOTIONAL",
+        "ICEBERG_PARTS",
+        "MAX_NUM_ORDERS",
+        "MAX_NUM_ALGO_ORDERS",
+        "MAX_NUM_ICEBERG_ORDERS",
+        "MAX_POSITION",
+        "TRAILING_DELTA",
+        "MAX_NUM_ORDER_AMENDS",
+        "MAX_NUM_ORDER_LISTS",
+        "EXCHANGE_MAX_NUM_ORDERS",
+        "EXCHANGE_MAX_NUM_ALGO_ORDERS",
+        "EXCHANGE_MAX_NUM_ICEBERG_ORDERS",
+        "EXCHANGE_MAX_NUM_ORDER_LISTS",
+        "CALLBACK_RATE",
+    }
+)
 _FAILURE_RE = re.compile(r"Filter failure:\s*([A-Z_]+)")
 
-Fingerprint = tuple[str, str, str, Decimal, Decimal | None, Decimal | None, Decimal | None, bool, str]
+Fingerprint = tuple[
+    str, str, str, Decimal, Decimal | None, Decimal | None, Decimal | None, bool, str
+]
 
 
 def filter_reject_of(event: OrderRejected) -> FilterReject | None:
-    """Return the filter a venue reject names (reason or Binance message), or None for other rejects."""
+    """Return the filter a venue reject names (reason or message), or None for other rejects."""
     if event.reason in FILTER_NAMES:
         return FilterReject(event.reason, event.message)
     match = _FAILURE_RE.search(event.message)
@@ -40,11 +59,15 @@ def filter_reject_of(event: OrderRejected) -> FilterReject | None:
 def fingerprint(intent: OrderIntent) -> Fingerprint:
     """Return what makes two orders the same to the exchange's filters (not the client id)."""
     return (
-        intent.symbol, intent.side.value, intent.type.value, intent.quantity.normalize(),
+        intent.symbol,
+        intent.side.value,
+        intent.type.value,
+        intent.quantity.normalize(),
         None if intent.price is None else intent.price.normalize(),
         None if intent.stop_price is None else intent.stop_price.normalize(),
         None if intent.callback_rate_pct is None else intent.callback_rate_pct.normalize(),
-        intent.reduce_only, intent.time_in_force.value,
+        intent.reduce_only,
+        intent.time_in_force.value,
     )
 
 

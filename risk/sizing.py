@@ -33,11 +33,21 @@ def strength_multiplier(strength: Decimal) -> Decimal:
     return min(max(strength, STRENGTH_FLOOR), STRENGTH_CEILING)
 
 
-def position_size(*, equity: Decimal, price: Decimal, stop_distance: Decimal, strength: Decimal,
-                  risk_pct: Decimal, max_position_pct: Decimal, leverage: Decimal) -> Sizing:
+def position_size(
+    *,
+    equity: Decimal,
+    price: Decimal,
+    stop_distance: Decimal,
+    strength: Decimal,
+    risk_pct: Decimal,
+    max_position_pct: Decimal,
+    leverage: Decimal,
+) -> Sizing:
     """Return the base-asset quantity to trade for one entry."""
     if equity <= 0 or price <= 0 or stop_distance <= 0:
-        raise ValueError(f"equity, price and stop_distance must be > 0: {equity}, {price}, {stop_distance}")
+        raise ValueError(
+            f"equity, price and stop_distance must be > 0: {equity}, {price}, {stop_distance}"
+        )
     if risk_pct <= 0 or max_position_pct <= 0 or leverage <= 0:
         raise ValueError("risk_pct, max_position_pct and leverage must be > 0")
     multiplier = strength_multiplier(strength)
@@ -47,6 +57,9 @@ def position_size(*, equity: Decimal, price: Decimal, stop_distance: Decimal, st
         cap_quantity = equity * max_position_pct / HUNDRED * leverage / price
     capped = cap_quantity < risk_quantity
     return Sizing(
-        quantity=cap_quantity if capped else risk_quantity, risk_quantity=risk_quantity,
-        cap_quantity=cap_quantity, strength_multiplier=multiplier, capped=capped,
+        quantity=cap_quantity if capped else risk_quantity,
+        risk_quantity=risk_quantity,
+        cap_quantity=cap_quantity,
+        strength_multiplier=multiplier,
+        capped=capped,
     )

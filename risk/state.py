@@ -49,6 +49,7 @@ class Trigger(enum.StrEnum):
 
 # -- observations ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class EquityObserved:
     equity: Decimal  # total account equity in the quote/margin asset, incl. unrealised PnL
@@ -87,7 +88,9 @@ class ResumeRequested:
     by: str = ""
 
 
-Observation = EquityObserved | DataObserved | ClockTicked | ErrorObserved | HaltRequested | ResumeRequested
+Observation = (
+    EquityObserved | DataObserved | ClockTicked | ErrorObserved | HaltRequested | ResumeRequested
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +146,12 @@ def _on_equity(state: RiskState, obs: EquityObserved, config: RiskConfig) -> Ris
     day = obs.ts_ms // DAY_MS
     if state.day != day:
         # The daily loss condition belongs to the day that ended; it clears even if latched.
-        state = replace(state, day=day, day_start_equity=obs.equity,
-                        conditions=state.conditions - {Trigger.DAILY_LOSS})
+        state = replace(
+            state,
+            day=day,
+            day_start_equity=obs.equity,
+            conditions=state.conditions - {Trigger.DAILY_LOSS},
+        )
     peak = obs.equity if state.peak_equity is None else max(state.peak_equity, obs.equity)
     state = replace(state, equity=obs.equity, peak_equity=peak)
     drawdown = state.drawdown_pct
@@ -174,24 +181,31 @@ def _apply(state: RiskState, obs: Observation, config: RiskConfig) -> RiskState:
     elif isinstance(obs, ErrorObserved):
         horizon = obs.ts_ms - config.error_storm_window_s * 1000
         recent = tuple(t for t in state.error_times_ms if t > horizon) + (obs.ts_ms,)
-        state = replace(state, error_times_ms=recent[-config.error_storm_count:])
+        state = replace(state, error_times_ms=recent[-config.error_storm_count :])
         if len(recent) >= config.error_storm_count:
             state = _halt(state, Trigger.ERROR_STORM)
     elif isinstance(obs, HaltRequested):
         state = _halt(state, Trigger.MANUAL_HALT)
     elif isinstance(obs, ResumeRequested):
         state = replace(
-            state, halt_trigger=None, conditions=frozenset(), error_times_ms=(),
-            peak_equity=state.equity, day_start_equity=state.equity,
+            state,
+            halt_trigger=None,
+            conditions=frozenset(),
+            error_times_ms=(),
+            peak_equity=state.equity,
+            day_start_equity=state.equity,
         )
     return _check_stale(state, obs.ts_ms, config)
 
 
 def _detail(state: RiskState, trigger: Trigger, config: RiskConfig) -> str:
     if trigger in (Trigger.DRAWDOWN, Trigger.EMERGENCY_DRAWDOWN):
-        return f"drawdown {state.drawdown_pct:.2f} % from peak {state.peak_equity} to {state.equity}"
+        return (
+            f"drawdown {state.drawdown_pct:.2f} % from peak {state.peak_equity} to {state.equity}"
+        )
     if trigger is Trigger.DAILY_LOSS:
-        return f"equity {state.equity} vs day start {state.day_start_equity}: limit {config.daily_loss_limit_pct} %"
+        limit = config.daily_loss_limit_pct
+        return f"equity {state.equity} vs day start {state.day_start_equity}: limit {limit} %"
     if trigger is Trigger.STALE_DATA:
         return f"no market data since {state.last_data_ms} (limit {config.stale_data_s} s)"
     if trigger is Trigger.ERROR_STORM:
@@ -199,7 +213,9 @@ def _detail(state: RiskState, trigger: Trigger, config: RiskConfig) -> str:
     return trigger.value.lower().replace("_", " ")
 
 
-def step(state: RiskState, obs: Observation, config: RiskConfig) -> tuple[RiskState, tuple[Transition, ...]]:
+def step(
+    state: RiskState, obs: Observation, config: RiskConfig
+) -> tuple[RiskState, tuple[Transition, ...]]:
     """Fold one observation into the trading state; return the new state and any transition."""
     before = state
     state = _apply(state, obs, config)
@@ -217,7 +233,13 @@ def step(state: RiskState, obs: Observation, config: RiskConfig) -> tuple[RiskSt
     else:
         trigger = Trigger.CLEARED
     detail = _detail(state, trigger, config)
-    note = obs.reason if isinstance(obs, HaltRequested) else obs.by if isinstance(obs, ResumeRequested) else ""
+    note = (
+        obs.reason
+        if isinstance(obs, HaltRequested)
+        else obs.by
+        if isinstance(obs, ResumeRequested)
+        else ""
+    )
     if note:
         detail = f"{detail}: {note}"
     return state, (Transition(before.mode, mode, trigger, detail, obs.ts_ms),)

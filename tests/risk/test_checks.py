@@ -28,10 +28,15 @@ CONFIG = RiskConfig()  # 3 positions, cooldown 900 s, daily loss 3 %, book age 1
 
 def ctx(**changes: object) -> EntryContext:
     base = EntryContext(
-        symbol="BTCUSDT", side=Side.BUY,
+        symbol="BTCUSDT",
+        side=Side.BUY,
         account=AccountView(equity=D(10000), day_start_equity=D(10000)),
-        market=MarketView("BTCUSDT", book_valid=True, last_book_update_ms=NOW - 100, model_warm=True),
-        state=TradingState.ACTIVE, now_ms=NOW, shorting_allowed=True,
+        market=MarketView(
+            "BTCUSDT", book_valid=True, last_book_update_ms=NOW - 100, model_warm=True
+        ),
+        state=TradingState.ACTIVE,
+        now_ms=NOW,
+        shorting_allowed=True,
     )
     return replace(base, **changes)
 
@@ -57,8 +62,13 @@ def test_a_clean_entry_is_allowed() -> None:
     assert isinstance(check_entry(ctx(), CONFIG), Allowed)
 
 
-@pytest.mark.parametrize("state,expected", [(TradingState.HALTED, DenialReason.TRADING_HALTED),
-                                            (TradingState.REDUCING, DenialReason.TRADING_REDUCING)])
+@pytest.mark.parametrize(
+    "state,expected",
+    [
+        (TradingState.HALTED, DenialReason.TRADING_HALTED),
+        (TradingState.REDUCING, DenialReason.TRADING_REDUCING),
+    ],
+)
 def test_trading_state_blocks_new_entries(state: TradingState, expected: DenialReason) -> None:
     assert reason(ctx(state=state)) is expected
 
@@ -72,7 +82,9 @@ def test_book_must_be_valid() -> None:
 
 
 def test_book_must_be_fresh() -> None:
-    assert reason(ctx(market=market(last_book_update_ms=NOW - 10_000))) is None  # exactly 10 s: still fresh
+    assert (
+        reason(ctx(market=market(last_book_update_ms=NOW - 10_000))) is None
+    )  # exactly 10 s: still fresh
     assert reason(ctx(market=market(last_book_update_ms=NOW - 10_001))) is DenialReason.BOOK_STALE
     assert reason(ctx(market=market(last_book_update_ms=None))) is DenialReason.BOOK_STALE
 
@@ -89,7 +101,10 @@ def test_spot_cannot_open_a_short() -> None:
 def test_one_position_per_symbol() -> None:
     assert reason(ctx(account=account(positions=(pos("BTCUSDT"),)))) is DenialReason.POSITION_EXISTS
     # A working entry order counts as the position it will become.
-    assert reason(ctx(account=account(pending_entries=(pos("BTCUSDT"),)))) is DenialReason.POSITION_EXISTS
+    assert (
+        reason(ctx(account=account(pending_entries=(pos("BTCUSDT"),))))
+        is DenialReason.POSITION_EXISTS
+    )
 
 
 def test_no_opposite_position() -> None:
@@ -120,10 +135,16 @@ def test_daily_loss_limit() -> None:
 def test_adds_skip_the_position_rules_but_keep_the_rest() -> None:
     holding = account(positions=(pos("BTCUSDT"), pos("ETHUSDT"), pos("BNBUSDT")))
     assert reason(ctx(account=holding), ADD_RULES) is None
-    assert reason(ctx(account=holding, state=TradingState.REDUCING), ADD_RULES) is DenialReason.TRADING_REDUCING
+    assert (
+        reason(ctx(account=holding, state=TradingState.REDUCING), ADD_RULES)
+        is DenialReason.TRADING_REDUCING
+    )
 
 
 def test_halt_is_reported_before_anything_else() -> None:
-    everything_wrong = ctx(state=TradingState.HALTED, market=market(book_valid=False, model_warm=False),
-                           account=account(realized_pnl_today=D(-1000)))
+    everything_wrong = ctx(
+        state=TradingState.HALTED,
+        market=market(book_valid=False, model_warm=False),
+        account=account(realized_pnl_today=D(-1000)),
+    )
     assert reason(everything_wrong) is DenialReason.TRADING_HALTED

@@ -12,7 +12,7 @@ from engine.orders import CancelOrder, OrderRole, OrderType, SubmitOrder
 from risk.checks import PositionView
 from risk.config import DcaConfig, RiskConfig
 from risk.dca import DcaState, after_add_filled, dca_add_quantity, replan_after_add
-from risk.halt import OpenOrderView, halt_commands
+from risk.halt import HaltPlan, OpenOrderView, halt_commands
 from risk.protection import FilledEntry, plan_protection
 
 TS = 1_700_000_000_000
@@ -43,12 +43,21 @@ def test_after_an_add_the_stop_stays_and_the_targets_follow_the_new_average() ->
     placed = plan_protection(entry, config, usdm(), D(30000), TS)
     # add 0.010 at 29850: average 29925, stop still 29700, distance 225, targets 30150 and 30375
     update = replan_after_add(placed.plan, D("0.010"), D(29850), config, usdm(), D(29850), TS)
-    got = [(c.client_order_id,) if isinstance(c, CancelOrder) else
-           (c.intent.client_order_id, str(c.intent.quantity), str(c.intent.stop_price)) for c in update.commands]
+    got = [
+        (c.client_order_id,)
+        if isinstance(c, CancelOrder)
+        else (c.intent.client_order_id, str(c.intent.quantity), str(c.intent.stop_price))
+        for c in update.commands
+    ]
     assert got == [
-        ("tl-BTCUSDT-7-sl1",), ("tl-BTCUSDT-7-tp1",), ("tl-BTCUSDT-7-sl2",), ("tl-BTCUSDT-7-tp2",),
-        ("tl-BTCUSDT-7-sl1r1", "0.010", "29700.0"), ("tl-BTCUSDT-7-tp1r1", "0.010", "30150.0"),
-        ("tl-BTCUSDT-7-sl2r1", "0.010", "29700.0"), ("tl-BTCUSDT-7-tp2r1", "0.010", "30375.0"),
+        ("tl-BTCUSDT-7-sl1",),
+        ("tl-BTCUSDT-7-tp1",),
+        ("tl-BTCUSDT-7-sl2",),
+        ("tl-BTCUSDT-7-tp2",),
+        ("tl-BTCUSDT-7-sl1r1", "0.010", "29700.0"),
+        ("tl-BTCUSDT-7-tp1r1", "0.010", "30150.0"),
+        ("tl-BTCUSDT-7-sl2r1", "0.010", "29700.0"),
+        ("tl-BTCUSDT-7-tp2r1", "0.010", "30375.0"),
     ]
     assert update.plan.entry.quantity == D("0.020") and update.plan.entry.avg_price == D(29925)
 
@@ -72,10 +81,17 @@ POSITIONS = [PositionView("BTCUSDT", Side.BUY, D("0.013"), D(30000))]
 FILTERS = {"BTCUSDT": usdm(), "BNBUSDT": spot()}
 
 
-def halt(flatten: bool, orders: list = ORDERS, positions: list = POSITIONS):  # type: ignore[no-untyped-def]
-    return halt_commands(open_orders=orders, positions=positions, filters=FILTERS,
-                         reference_prices={"BTCUSDT": D(30000), "BNBUSDT": D(600)}, flatten=flatten, prefix="tl",
-                         next_seq=50, ts_ms=TS)
+def halt(flatten: bool, orders: list = ORDERS, positions: list = POSITIONS) -> HaltPlan:
+    return halt_commands(
+        open_orders=orders,
+        positions=positions,
+        filters=FILTERS,
+        reference_prices={"BTCUSDT": D(30000), "BNBUSDT": D(600)},
+        flatten=flatten,
+        prefix="tl",
+        next_seq=50,
+        ts_ms=TS,
+    )
 
 
 def test_halt_cancels_entries_and_keeps_protection() -> None:
@@ -87,11 +103,20 @@ def test_halt_cancels_entries_and_keeps_protection() -> None:
 def test_halt_with_flatten_cancels_everything_then_exits_at_market() -> None:
     plan = halt(flatten=True)
     cancels = [c.client_order_id for c in plan.commands if isinstance(c, CancelOrder)]
-    assert cancels == ["tl-ETHUSDT-9-en", "tl-BTCUSDT-7-dc1", "tl-BTCUSDT-7-sl1", "tl-BTCUSDT-7-tp1"]
+    assert cancels == [
+        "tl-ETHUSDT-9-en",
+        "tl-BTCUSDT-7-dc1",
+        "tl-BTCUSDT-7-sl1",
+        "tl-BTCUSDT-7-tp1",
+    ]
     (exit_order,) = [c.intent for c in plan.commands if isinstance(c, SubmitOrder)]
     assert isinstance(plan.commands[-1], SubmitOrder)  # cancels first: spot balances are locked
     assert (exit_order.client_order_id, exit_order.type, exit_order.side, exit_order.quantity) == (
-        "tl-BTCUSDT-50-fl", OrderType.MARKET, Side.SELL, D("0.013"))
+        "tl-BTCUSDT-50-fl",
+        OrderType.MARKET,
+        Side.SELL,
+        D("0.013"),
+    )
     assert exit_order.reduce_only and exit_order.role is OrderRole.FLATTEN and plan.seq_used == 1
 
 
@@ -99,7 +124,10 @@ def test_flatten_splits_above_the_market_lot_max_and_skips_symbols_already_exiti
     big = [PositionView("BTCUSDT", Side.SELL, D(250), D(30000))]  # MARKET_LOT_SIZE max 120
     plan = halt(flatten=True, orders=[], positions=big)
     assert [(c.intent.side, c.intent.quantity) for c in plan.commands] == [
-        (Side.BUY, D(120)), (Side.BUY, D(120)), (Side.BUY, D(10))]
+        (Side.BUY, D(120)),
+        (Side.BUY, D(120)),
+        (Side.BUY, D(10)),
+    ]
     exiting = [OpenOrderView("BTCUSDT", "tl-BTCUSDT-8-ex", OrderRole.EXIT)]
     assert halt(flatten=True, orders=exiting, positions=big).commands == ()
 

@@ -1,4 +1,4 @@
-"""RiskGate end to end: request -> checks -> sizing -> quantisation -> order; events -> protection."""
+"""RiskGate end to end: request -> checks -> sizing -> quantisation -> order; fills -> stops."""
 
 from __future__ import annotations
 
@@ -29,26 +29,46 @@ FILTERS = {"BTCUSDT": usdm(), "BNBUSDT": spot()}
 
 
 def account(**changes: object) -> AccountView:
-    return AccountView(**{"equity": D(10000), "day_start_equity": D(10000), **changes})  # type: ignore[arg-type]
+    base = AccountView(equity=D(10000), day_start_equity=D(10000))
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def market(symbol: str = "BTCUSDT", now: int = NOW) -> MarketView:
     return MarketView(symbol, book_valid=True, last_book_update_ms=now - 100, model_warm=True)
 
 
-def request(symbol: str = "BTCUSDT", side: Side = Side.BUY, strength: str = "1", stop: str = "300",
-            ref: str = "30000", ts: int = NOW) -> EntryRequest:
+def request(
+    symbol: str = "BTCUSDT",
+    side: Side = Side.BUY,
+    strength: str = "1",
+    stop: str = "300",
+    ref: str = "30000",
+    ts: int = NOW,
+) -> EntryRequest:
     return EntryRequest(symbol, side, D(strength), D(stop), D(ref), ts)
 
 
-def filled(coid: str, qty: str, price: str, side: Side = Side.BUY, complete: bool = True, symbol: str = "BTCUSDT",
-           ts: int = NOW, trade: int = 1) -> OrderFilled:
-    return OrderFilled(symbol, coid, trade, side, D(price), D(qty), D(0), "USDT", Liquidity.TAKER, ts, complete)
+def filled(
+    coid: str,
+    qty: str,
+    price: str,
+    side: Side = Side.BUY,
+    complete: bool = True,
+    symbol: str = "BTCUSDT",
+    ts: int = NOW,
+    trade: int = 1,
+) -> OrderFilled:
+    return OrderFilled(
+        symbol, coid, trade, side, D(price), D(qty), D(0), "USDT", Liquidity.TAKER, ts, complete
+    )
 
 
 def ids(commands: tuple) -> list[str]:
-    return [("cancel " if isinstance(c, CancelOrder) else "") + (c.client_order_id if isinstance(c, CancelOrder)
-            else c.intent.client_order_id) for c in commands]
+    return [
+        ("cancel " if isinstance(c, CancelOrder) else "")
+        + (c.client_order_id if isinstance(c, CancelOrder) else c.intent.client_order_id)
+        for c in commands
+    ]
 
 
 def test_entry_is_sized_capped_and_quantised() -> None:
@@ -60,7 +80,12 @@ def test_entry_is_sized_capped_and_quantised() -> None:
     assert isinstance(command, SubmitOrder)
     i = command.intent
     assert (i.client_order_id, i.type, i.side, i.quantity, i.role) == (
-        "tl-BTCUSDT-1-en", OrderType.MARKET, Side.BUY, D("0.066"), OrderRole.ENTRY)
+        "tl-BTCUSDT-1-en",
+        OrderType.MARKET,
+        Side.BUY,
+        D("0.066"),
+        OrderRole.ENTRY,
+    )
     assert gate.next_seq == 2
 
 
@@ -68,7 +93,11 @@ def test_uncapped_entry_uses_the_risk_budget_and_strength() -> None:
     gate = RiskGate(RiskConfig(), FILTERS)
     # 100 / 3000 = 0.0333 x strength 0.5 = 0.01666 -> 0.016
     decision = gate.request_entry(request(stop="3000", strength="0.5"), account(), market())
-    assert isinstance(decision, Approved) and decision.intent is not None and decision.intent.quantity == D("0.016")
+    assert (
+        isinstance(decision, Approved)
+        and decision.intent is not None
+        and decision.intent.quantity == D("0.016")
+    )
 
 
 def test_limit_entries_rest_at_the_passive_price() -> None:
@@ -83,7 +112,9 @@ def test_a_size_above_the_lot_maximum_is_shrunk_not_refused() -> None:
     gate = RiskGate(RiskConfig(), FILTERS)
     rich = account(equity=D(10**8), day_start_equity=D(10**8))  # cap 20e6 / 30000 = 666 BTC
     decision = gate.request_entry(request(), rich, market())
-    assert isinstance(decision, Approved) and decision.intent.quantity == D(120)  # MARKET_LOT_SIZE max
+    assert isinstance(decision, Approved) and decision.intent.quantity == D(
+        120
+    )  # MARKET_LOT_SIZE max
 
 
 def test_a_size_above_the_max_notional_is_shrunk() -> None:
@@ -105,7 +136,9 @@ def test_a_working_entry_counts_as_a_position_before_the_account_knows_it() -> N
     bnb = gate.request_entry(request("BNBUSDT", ref="600", stop="6"), account(), market("BNBUSDT"))
     assert isinstance(bnb, Approved)
     eth_market = MarketView("ETHUSDT", book_valid=True, last_book_update_ms=NOW, model_warm=True)
-    third = RiskGate(RiskConfig(max_open_positions=2), {**FILTERS, "ETHUSDT": replace(usdm(), symbol="ETHUSDT")})
+    third = RiskGate(
+        RiskConfig(max_open_positions=2), {**FILTERS, "ETHUSDT": replace(usdm(), symbol="ETHUSDT")}
+    )
     third.request_entry(request(), account(), market())
     third.request_entry(request("BNBUSDT", ref="600", stop="6"), account(), market("BNBUSDT"))
     full = third.request_entry(request("ETHUSDT", ref="2000", stop="20"), account(), eth_market)
@@ -140,15 +173,18 @@ def test_denials_pass_through_and_consume_no_sequence_number() -> None:
     decision = gate.request_entry(request(), account(), market())
     assert isinstance(decision, Denied) and decision.reason is DenialReason.TRADING_HALTED
     assert gate.next_seq == 1
-    spot_short = RiskGate(RiskConfig(), FILTERS).request_entry(request("BNBUSDT", Side.SELL, ref="600", stop="6"),
-                                                               account(), market("BNBUSDT"))
+    spot_short = RiskGate(RiskConfig(), FILTERS).request_entry(
+        request("BNBUSDT", Side.SELL, ref="600", stop="6"), account(), market("BNBUSDT")
+    )
     assert isinstance(spot_short, Denied) and spot_short.reason is DenialReason.SHORT_NOT_SUPPORTED
 
 
 def test_a_size_below_the_filters_is_a_filter_denial() -> None:
     gate = RiskGate(RiskConfig(), FILTERS)
     # equity 100: cap 20 / 30000 = 0.00066 BTC -> 0 on the 0.001 step
-    decision = gate.request_entry(request(), account(equity=D(100), day_start_equity=D(100)), market())
+    decision = gate.request_entry(
+        request(), account(equity=D(100), day_start_equity=D(100)), market()
+    )
     assert isinstance(decision, Denied) and decision.reason is DenialReason.FILTER_REJECT
     assert "LOT_SIZE" in decision.detail
 
@@ -163,19 +199,39 @@ def test_a_venue_filter_reject_is_never_retried_unchanged() -> None:
     gate = RiskGate(RiskConfig(), FILTERS)
     first = gate.request_entry(request(), account(), market())
     assert isinstance(first, Approved) and first.intent is not None
-    gate.on_order_event(OrderRejected("BTCUSDT", first.intent.client_order_id, "LOT_SIZE",
-                                      "Filter failure: LOT_SIZE", NOW), D(30000), NOW)
+    gate.on_order_event(
+        OrderRejected(
+            "BTCUSDT", first.intent.client_order_id, "LOT_SIZE", "Filter failure: LOT_SIZE", NOW
+        ),
+        D(30000),
+        NOW,
+    )
     again = gate.request_entry(request(ts=NOW + 1000), account(), market())
     assert isinstance(again, Denied) and again.reason is DenialReason.FILTER_REJECT
     assert "venue rejected" in again.detail
-    different = gate.request_entry(request(stop="3000", ts=NOW + 2000), account(), market())  # 0.033: not the same
+    different = gate.request_entry(
+        request(stop="3000", ts=NOW + 2000), account(), market()
+    )  # 0.033: not the same
     assert isinstance(different, Approved)
-    gate.on_order_event(OrderRejected("BTCUSDT", different.intent.client_order_id, "INSUFFICIENT_BALANCE",
-                                      "Account has insufficient balance", NOW), D(30000), NOW)
+    gate.on_order_event(
+        OrderRejected(
+            "BTCUSDT",
+            different.intent.client_order_id,
+            "INSUFFICIENT_BALANCE",
+            "Account has insufficient balance",
+            NOW,
+        ),
+        D(30000),
+        NOW,
+    )
     retry = gate.request_entry(request(stop="3000", ts=NOW + 3000), account(), market())
     assert isinstance(retry, Approved)  # not a filter reject: nothing remembered
-    gate.on_order_event(OrderRejected("BTCUSDT", retry.intent.client_order_id, "X", "", NOW), D(30000), NOW)
-    gate.update_filters({"BTCUSDT": usdm()})  # fresh exchangeInfo: the old verdict may no longer hold
+    gate.on_order_event(
+        OrderRejected("BTCUSDT", retry.intent.client_order_id, "X", "", NOW), D(30000), NOW
+    )
+    gate.update_filters(
+        {"BTCUSDT": usdm()}
+    )  # fresh exchangeInfo: the old verdict may no longer hold
     assert isinstance(gate.request_entry(request(ts=NOW + 4000), account(), market()), Approved)
 
 
@@ -183,10 +239,22 @@ def test_a_filled_entry_gets_its_protection() -> None:
     gate = RiskGate(RiskConfig(), FILTERS)
     decision = gate.request_entry(request(), account(), market())
     assert isinstance(decision, Approved)
-    assert gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.030", "30000", complete=False), D(30000), NOW).commands == ()
-    update = gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.036", "30010", trade=2), D(30010), NOW)
+    assert (
+        gate.on_order_event(
+            filled("tl-BTCUSDT-1-en", "0.030", "30000", complete=False), D(30000), NOW
+        ).commands
+        == ()
+    )
+    update = gate.on_order_event(
+        filled("tl-BTCUSDT-1-en", "0.036", "30010", trade=2), D(30010), NOW
+    )
     # average (0.030 x 30000 + 0.036 x 30010) / 0.066 = 30005.4545..., stop 300 below, 0.033 + 0.033
-    assert ids(update.commands) == ["tl-BTCUSDT-1-sl1", "tl-BTCUSDT-1-tp1", "tl-BTCUSDT-1-sl2", "tl-BTCUSDT-1-tp2"]
+    assert ids(update.commands) == [
+        "tl-BTCUSDT-1-sl1",
+        "tl-BTCUSDT-1-tp1",
+        "tl-BTCUSDT-1-sl2",
+        "tl-BTCUSDT-1-tp2",
+    ]
     stops = [c.intent for c in update.commands if c.intent.type is OrderType.STOP_MARKET]
     assert [(s.quantity, s.stop_price) for s in stops] == [(D("0.033"), D("29705.5"))] * 2
 
@@ -198,7 +266,9 @@ def test_a_partly_filled_entry_that_is_cancelled_protects_what_filled() -> None:
     assert isinstance(decision, Approved)
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.020", "30000", complete=False), D(30000), NOW)
     update = gate.on_order_event(OrderCanceled("BTCUSDT", "tl-BTCUSDT-1-en", NOW), D(30000), NOW)
-    assert sum(c.intent.quantity for c in update.commands if c.intent.type is OrderType.STOP_MARKET) == D("0.020")
+    assert sum(
+        c.intent.quantity for c in update.commands if c.intent.type is OrderType.STOP_MARKET
+    ) == D("0.020")
 
 
 def test_a_stop_out_starts_the_cooldown() -> None:
@@ -206,8 +276,13 @@ def test_a_stop_out_starts_the_cooldown() -> None:
     gate.request_entry(request(), account(), market())
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.066", "30000"), D(30000), NOW)
     for level, qty in ((1, "0.033"), (2, "0.033")):
-        gate.on_order_event(filled(f"tl-BTCUSDT-1-sl{level}", qty, "29700", Side.SELL, ts=NOW + 5000,
-                                   trade=10 + level), D(29690), NOW + 5000)
+        gate.on_order_event(
+            filled(
+                f"tl-BTCUSDT-1-sl{level}", qty, "29700", Side.SELL, ts=NOW + 5000, trade=10 + level
+            ),
+            D(29690),
+            NOW + 5000,
+        )
     assert gate.stop_outs_ms == {"BTCUSDT": NOW + 5000} and "BTCUSDT" not in gate.plans
     later = gate.request_entry(request(ts=NOW + 60_000), account(), market(now=NOW + 60_000))
     assert isinstance(later, Denied) and later.reason is DenialReason.COOLDOWN_AFTER_STOP
@@ -222,8 +297,13 @@ def test_exit_order_keeps_protection_until_sent_on_futures_and_cancels_first_on_
     gate.request_entry(request("BNBUSDT", ref="600", stop="6"), account(), market("BNBUSDT"))
     gate.on_order_event(filled("tl-BNBUSDT-2-en", "1.111", "600", symbol="BNBUSDT"), D(600), NOW)
     fut = gate.request_exit(PositionView("BTCUSDT", Side.BUY, D("0.066"), D(30000)), D(30100), NOW)
-    assert ids(fut.commands) == ["tl-BTCUSDT-3-ex", "cancel tl-BTCUSDT-1-sl1", "cancel tl-BTCUSDT-1-tp1",
-                                 "cancel tl-BTCUSDT-1-sl2", "cancel tl-BTCUSDT-1-tp2"]
+    assert ids(fut.commands) == [
+        "tl-BTCUSDT-3-ex",
+        "cancel tl-BTCUSDT-1-sl1",
+        "cancel tl-BTCUSDT-1-tp1",
+        "cancel tl-BTCUSDT-1-sl2",
+        "cancel tl-BTCUSDT-1-tp2",
+    ]
     assert fut.commands[0].intent.reduce_only and fut.commands[0].intent.side is Side.SELL
     sp = gate.request_exit(PositionView("BNBUSDT", Side.BUY, D("1.111"), D(600)), D(601), NOW)
     assert ids(sp.commands)[-1] == "tl-BNBUSDT-4-ex" and ids(sp.commands)[0].startswith("cancel ")
@@ -236,12 +316,19 @@ def test_halt_cancels_entries_and_keeps_protection_unless_flattening() -> None:
     gate.request_entry(request(), account(), market())
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.066", "30000"), D(30000), NOW)
     orders = [OpenOrderView("BNBUSDT", "tl-BNBUSDT-2-en", OrderRole.ENTRY)] + [
-        OpenOrderView("BTCUSDT", o.client_order_id, o.role) for o in gate.plans["BTCUSDT"].working_orders()]
+        OpenOrderView("BTCUSDT", o.client_order_id, o.role)
+        for o in gate.plans["BTCUSDT"].working_orders()
+    ]
     position = [PositionView("BTCUSDT", Side.BUY, D("0.066"), D(30000))]
     update = gate.observe(EquityObserved(D(10000), NOW), open_orders=orders, positions=position)
     assert update.commands == () and gate.trading_state is TradingState.ACTIVE
-    update = gate.observe(EquityObserved(D(7900), NOW + 1000), open_orders=orders, positions=position)
-    assert gate.trading_state is TradingState.HALTED and update.transitions[-1].to_state is TradingState.HALTED
+    update = gate.observe(
+        EquityObserved(D(7900), NOW + 1000), open_orders=orders, positions=position
+    )
+    assert (
+        gate.trading_state is TradingState.HALTED
+        and update.transitions[-1].to_state is TradingState.HALTED
+    )
     assert ids(update.commands) == ["cancel tl-BNBUSDT-2-en"] and "BTCUSDT" in gate.plans
 
 
@@ -249,12 +336,22 @@ def test_halt_with_flatten_closes_positions_and_forgets_their_protection() -> No
     gate = RiskGate(RiskConfig(flatten_on_halt=True), FILTERS)
     gate.request_entry(request(), account(), market())
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.066", "30000"), D(30000), NOW)
-    orders = [OpenOrderView("BTCUSDT", "tl-BTCUSDT-1-sl1", OrderRole.STOP_LOSS)]  # the venue view lags
-    update = gate.observe(HaltRequested(NOW + 1000), open_orders=orders,
-                          positions=[PositionView("BTCUSDT", Side.BUY, D("0.066"), D(30000))],
-                          reference_prices={"BTCUSDT": D(29900)})
-    assert ids(update.commands) == ["cancel tl-BTCUSDT-1-sl1", "cancel tl-BTCUSDT-1-tp1", "cancel tl-BTCUSDT-1-sl2",
-                                    "cancel tl-BTCUSDT-1-tp2", "tl-BTCUSDT-2-fl"]
+    orders = [
+        OpenOrderView("BTCUSDT", "tl-BTCUSDT-1-sl1", OrderRole.STOP_LOSS)
+    ]  # the venue view lags
+    update = gate.observe(
+        HaltRequested(NOW + 1000),
+        open_orders=orders,
+        positions=[PositionView("BTCUSDT", Side.BUY, D("0.066"), D(30000))],
+        reference_prices={"BTCUSDT": D(29900)},
+    )
+    assert ids(update.commands) == [
+        "cancel tl-BTCUSDT-1-sl1",
+        "cancel tl-BTCUSDT-1-tp1",
+        "cancel tl-BTCUSDT-1-sl2",
+        "cancel tl-BTCUSDT-1-tp2",
+        "tl-BTCUSDT-2-fl",
+    ]
     assert gate.plans == {} and gate.next_seq == 3
     echo = gate.on_order_event(OrderCanceled("BTCUSDT", "tl-BTCUSDT-1-sl1", NOW), D(29900), NOW)
     assert echo.commands == ()  # no "lost stop" re-placement after a deliberate flatten
@@ -266,7 +363,9 @@ def test_dca_adds_within_limits_and_replans_protection() -> None:
     entry = gate.request_entry(request(stop="3000"), account(), market())  # 100 / 3000 -> 0.033
     assert isinstance(entry, Approved) and entry.intent.quantity == D("0.033")
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.033", "30000"), D(30000), NOW)
-    assert gate.request_add("BTCUSDT", D(29401), NOW, account(), market()) is None  # 1.997 % against
+    assert (
+        gate.request_add("BTCUSDT", D(29401), NOW, account(), market()) is None
+    )  # 1.997 % against
     add = gate.request_add("BTCUSDT", D(29400), NOW, account(), market())
     assert isinstance(add, Approved) and ids(add.commands) == ["tl-BTCUSDT-1-dc1"]
     assert add.intent.quantity == D("0.033") and add.intent.role is OrderRole.DCA
@@ -274,34 +373,55 @@ def test_dca_adds_within_limits_and_replans_protection() -> None:
     assert isinstance(busy, Denied) and busy.reason is DenialReason.DCA_LIMIT
     update = gate.on_order_event(filled("tl-BTCUSDT-1-dc1", "0.033", "29400"), D(29400), NOW)
     # average 29700, stop stays at 27000: new legs for 0.066 at revision 1
-    assert ids(update.commands)[:4] == ["cancel tl-BTCUSDT-1-sl1", "cancel tl-BTCUSDT-1-tp1",
-                                        "cancel tl-BTCUSDT-1-sl2", "cancel tl-BTCUSDT-1-tp2"]
-    new_stops = [c.intent for c in update.commands if isinstance(c, SubmitOrder)
-                 and c.intent.type is OrderType.STOP_MARKET]
+    assert ids(update.commands)[:4] == [
+        "cancel tl-BTCUSDT-1-sl1",
+        "cancel tl-BTCUSDT-1-tp1",
+        "cancel tl-BTCUSDT-1-sl2",
+        "cancel tl-BTCUSDT-1-tp2",
+    ]
+    new_stops = [
+        c.intent
+        for c in update.commands
+        if isinstance(c, SubmitOrder) and c.intent.type is OrderType.STOP_MARKET
+    ]
     assert [(s.client_order_id, s.stop_price) for s in new_stops] == [
-        ("tl-BTCUSDT-1-sl1r1", D("27000.0")), ("tl-BTCUSDT-1-sl2r1", D("27000.0"))]
+        ("tl-BTCUSDT-1-sl1r1", D("27000.0")),
+        ("tl-BTCUSDT-1-sl2r1", D("27000.0")),
+    ]
     assert sum(s.quantity for s in new_stops) == D("0.066")
-    assert gate.request_add("BTCUSDT", D(20000), NOW, account(), market()) is None  # max_adds 1 used
+    assert (
+        gate.request_add("BTCUSDT", D(20000), NOW, account(), market()) is None
+    )  # max_adds 1 used
 
 
 def test_dca_never_adds_beyond_the_stop_or_the_exposure_cap() -> None:
-    config = RiskConfig(dca=DcaConfig(enabled=True, max_adds=3, spacing_pct=D(2), size_multiplier=D(2)))
+    config = RiskConfig(
+        dca=DcaConfig(enabled=True, max_adds=3, spacing_pct=D(2), size_multiplier=D(2))
+    )
     gate = RiskGate(config, FILTERS)
     gate.request_entry(request(stop="3000"), account(), market())  # 0.033 BTC, stop 27000
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.033", "30000"), D(30000), NOW)
     beyond = gate.request_add("BTCUSDT", D(26999), NOW, account(), market())
-    assert isinstance(beyond, Denied) and beyond.reason is DenialReason.DCA_LIMIT and "beyond the stop" in beyond.detail
+    assert (
+        isinstance(beyond, Denied)
+        and beyond.reason is DenialReason.DCA_LIMIT
+        and "beyond the stop" in beyond.detail
+    )
     # add 1 would be 0.066; cap at 29400 is 2000 / 29400 = 0.068027 BTC, minus 0.033 held -> 0.035
     add = gate.request_add("BTCUSDT", D(29400), NOW, account(), market())
     assert isinstance(add, Approved) and add.intent.quantity == D("0.035")
     gate.on_order_event(filled("tl-BTCUSDT-1-dc1", "0.035", "29400"), D(29400), NOW)
-    poor = account(equity=D(2000), day_start_equity=D(2000))  # cap 400 / 28000 = 0.0143 < 0.068 held
+    poor = account(
+        equity=D(2000), day_start_equity=D(2000)
+    )  # cap 400 / 28000 = 0.0143 < 0.068 held
     capped = gate.request_add("BTCUSDT", D(28000), NOW, poor, market())
     assert isinstance(capped, Denied) and capped.reason is DenialReason.DCA_LIMIT
 
 
 def test_dca_is_blocked_while_reducing() -> None:
-    config = RiskConfig(leverage=D(5), daily_loss_limit_pct=D(50), dca=DcaConfig(enabled=True, spacing_pct=D(2)))
+    config = RiskConfig(
+        leverage=D(5), daily_loss_limit_pct=D(50), dca=DcaConfig(enabled=True, spacing_pct=D(2))
+    )
     gate = RiskGate(config, FILTERS)
     gate.request_entry(request(stop="3000"), account(), market())
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.033", "30000"), D(30000), NOW)

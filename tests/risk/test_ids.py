@@ -21,9 +21,15 @@ def test_readable_ids() -> None:
 
 
 def test_long_ids_are_shortened_deterministically() -> None:
-    long_one = client_order_id("abcdef", "1000SHIBUSDT_230929X", 1234567890, OrderRole.TRAILING_STOP, 3, 12)
-    again = client_order_id("abcdef", "1000SHIBUSDT_230929X", 1234567890, OrderRole.TRAILING_STOP, 3, 12)
-    other = client_order_id("abcdef", "1000SHIBUSDT_230929Y", 1234567890, OrderRole.TRAILING_STOP, 3, 12)
+    long_one = client_order_id(
+        "abcdef", "1000SHIBUSDT_230929X", 1234567890, OrderRole.TRAILING_STOP, 3, 12
+    )
+    again = client_order_id(
+        "abcdef", "1000SHIBUSDT_230929X", 1234567890, OrderRole.TRAILING_STOP, 3, 12
+    )
+    other = client_order_id(
+        "abcdef", "1000SHIBUSDT_230929Y", 1234567890, OrderRole.TRAILING_STOP, 3, 12
+    )
     assert long_one == again != other
     assert len(long_one) <= 36 and "SHIB" not in long_one
 
@@ -34,7 +40,12 @@ def test_every_role_gives_an_id_binance_accepts_and_that_parses_back(role: Order
         text = client_order_id("tl", symbol, 987654321, role, 2, 5)
         assert BINANCE_SPOT_ID.match(text) and BINANCE_FUTURES_ID.match(text)
         parsed = parse_client_order_id(text)
-        assert parsed is not None and (parsed.seq, parsed.role, parsed.level, parsed.revision) == (987654321, role, 2, 5)
+        assert parsed is not None and (parsed.seq, parsed.role, parsed.level, parsed.revision) == (
+            987654321,
+            role,
+            2,
+            5,
+        )
 
 
 def test_foreign_ids_do_not_parse() -> None:

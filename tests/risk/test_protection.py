@@ -62,11 +62,29 @@ def summary(commands: tuple) -> list[tuple]:
     return out
 
 
-def fill(plan_or_update: ProtectionPlan | ProtectionUpdate, coid: str, price: str, qty: str,
-         filters: ExchangeFilters, last: str, config: RiskConfig = CONFIG) -> ProtectionUpdate:
+def fill(
+    plan_or_update: ProtectionPlan | ProtectionUpdate,
+    coid: str,
+    price: str,
+    qty: str,
+    filters: ExchangeFilters,
+    last: str,
+    config: RiskConfig = CONFIG,
+) -> ProtectionUpdate:
     plan = plan_or_update.plan if isinstance(plan_or_update, ProtectionUpdate) else plan_or_update
-    event = OrderFilled(plan.entry.symbol, coid, 1, plan.exit_side, D(price), D(qty), D(0), "USDT",
-                        Liquidity.TAKER, TS, order_complete=True)
+    event = OrderFilled(
+        plan.entry.symbol,
+        coid,
+        1,
+        plan.exit_side,
+        D(price),
+        D(qty),
+        D(0),
+        "USDT",
+        Liquidity.TAKER,
+        TS,
+        order_complete=True,
+    )
     return apply_order_event(plan, event, config, filters, D(last), TS)
 
 
@@ -81,12 +99,16 @@ def test_futures_long_gets_two_brackets_summing_to_the_position() -> None:
     intents = [c.intent for c in update.commands]
     assert all(i.reduce_only and i.parent_id == "tl-BTCUSDT-7-en" for i in intents)
     assert {i.role for i in intents} == {OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT}
-    assert update.plan.oco_pairs() == (("tl-BTCUSDT-7-sl1", "tl-BTCUSDT-7-tp1"),
-                                       ("tl-BTCUSDT-7-sl2", "tl-BTCUSDT-7-tp2"))
+    assert update.plan.oco_pairs() == (
+        ("tl-BTCUSDT-7-sl1", "tl-BTCUSDT-7-tp1"),
+        ("tl-BTCUSDT-7-sl2", "tl-BTCUSDT-7-tp2"),
+    )
 
 
 def test_short_mirrors_and_rounds_its_stop_toward_the_market() -> None:
-    update = plan_protection(long_btc(distance="300.05", side=Side.SELL), CONFIG, usdm(), D(29990), TS)
+    update = plan_protection(
+        long_btc(distance="300.05", side=Side.SELL), CONFIG, usdm(), D(29990), TS
+    )
     assert summary(update.commands) == [  # stop 30300.05 -> 30300.0 (BUY rounds down)
         ("tl-BTCUSDT-7-sl1", "STOP_MARKET", "BUY", "0.006", "30300.0"),
         ("tl-BTCUSDT-7-tp1", "TAKE_PROFIT_MARKET", "BUY", "0.006", "29699.9"),  # 29699.95 down
@@ -105,7 +127,9 @@ def test_a_level_too_small_for_the_filters_merges_into_the_next() -> None:
 
 
 def test_a_stop_already_crossed_exits_at_market_instead_of_resting() -> None:
-    update = plan_protection(long_btc(), CONFIG, usdm(), D(29700), TS)  # last == stop: would trigger
+    update = plan_protection(
+        long_btc(), CONFIG, usdm(), D(29700), TS
+    )  # last == stop: would trigger
     assert summary(update.commands) == [
         ("tl-BTCUSDT-7-ex1r1", "MARKET", "SELL", "0.006", "None"),
         ("tl-BTCUSDT-7-ex2r1", "MARKET", "SELL", "0.007", "None"),
@@ -151,7 +175,9 @@ def test_futures_first_target_moves_the_stop_to_break_even_new_stop_first() -> N
     assert update.target_hit
     # The cancels we asked for come back and change nothing.
     for coid in ("tl-BTCUSDT-7-sl1", "tl-BTCUSDT-7-sl2"):
-        update = apply_order_event(update.plan, OrderCanceled("BTCUSDT", coid, TS), CONFIG, usdm(), D(30300), TS)
+        update = apply_order_event(
+            update.plan, OrderCanceled("BTCUSDT", coid, TS), CONFIG, usdm(), D(30300), TS
+        )
         assert update.commands == ()
     done = fill(update, "tl-BTCUSDT-7-tp2", "30600", "0.007", usdm(), "30600")
     assert summary(done.commands) == [("cancel", "tl-BTCUSDT-7-sl2r1")] and done.plan.closed
@@ -159,7 +185,13 @@ def test_futures_first_target_moves_the_stop_to_break_even_new_stop_first() -> N
 
 def test_spot_first_target_replaces_the_whole_pair_cancel_first() -> None:
     placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
-    assert summary(placed.commands)[0] == ("tl-BNBUSDT-3-sl1", "STOP_MARKET", "SELL", "0.010", "594.00")
+    assert summary(placed.commands)[0] == (
+        "tl-BNBUSDT-3-sl1",
+        "STOP_MARKET",
+        "SELL",
+        "0.010",
+        "594.00",
+    )
     update = fill(placed, "tl-BNBUSDT-3-tp1", "606", "0.010", spot(), "606")
     # break-even 600 x 1.001 / 0.999 = 601.2012..., rounded up to 601.21
     assert summary(update.commands) == [
@@ -190,11 +222,21 @@ def test_without_break_even_the_stop_stays() -> None:
 
 
 def test_ratchet_to_the_previous_target_after_the_second() -> None:
-    ladder = (TakeProfitLevel(r_multiple=D(1), fraction=D("0.4")), TakeProfitLevel(r_multiple=D(2), fraction=D("0.3")),
-              TakeProfitLevel(r_multiple=D(3), fraction=D("0.3")))
+    ladder = (
+        TakeProfitLevel(r_multiple=D(1), fraction=D("0.4")),
+        TakeProfitLevel(r_multiple=D(2), fraction=D("0.3")),
+        TakeProfitLevel(r_multiple=D(3), fraction=D("0.3")),
+    )
     config = RiskConfig(take_profit=ladder, trailing=TrailingConfig(step_to_previous_target=True))
     placed = plan_protection(long_btc("0.010"), config, usdm(), D(30010), TS)
-    assert [s[3] for s in summary(placed.commands)] == ["0.004", "0.004", "0.003", "0.003", "0.003", "0.003"]
+    assert [s[3] for s in summary(placed.commands)] == [
+        "0.004",
+        "0.004",
+        "0.003",
+        "0.003",
+        "0.003",
+        "0.003",
+    ]
     first = fill(placed, "tl-BTCUSDT-7-tp1", "30300", "0.004", usdm(), "30300", config)
     second = fill(first, "tl-BTCUSDT-7-tp2", "30600", "0.003", usdm(), "30600", config)
     assert summary(second.commands) == [
@@ -216,8 +258,14 @@ def test_stop_fill_cancels_the_target_and_reports_a_stop_out() -> None:
 
 def test_a_stop_the_venue_dropped_is_put_back() -> None:
     placed = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
-    gone = apply_order_event(placed.plan, OrderExpired("BTCUSDT", "tl-BTCUSDT-7-sl1", TS, "expired"),
-                             CONFIG, usdm(), D(30010), TS)
+    gone = apply_order_event(
+        placed.plan,
+        OrderExpired("BTCUSDT", "tl-BTCUSDT-7-sl1", TS, "expired"),
+        CONFIG,
+        usdm(),
+        D(30010),
+        TS,
+    )
     assert summary(gone.commands) == [
         ("cancel", "tl-BTCUSDT-7-tp1"),
         ("tl-BTCUSDT-7-sl1r1", "STOP_MARKET", "SELL", "0.006", "29700.0"),
@@ -228,7 +276,9 @@ def test_a_stop_the_venue_dropped_is_put_back() -> None:
 def test_a_rejected_stop_is_not_resent_the_quantity_exits_at_market() -> None:
     placed = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
     # Even with the price back above the stop: the same stop would meet the same answer.
-    reject = OrderRejected("BTCUSDT", "tl-BTCUSDT-7-sl1", "ORDER_WOULD_IMMEDIATELY_TRIGGER", "-2021", TS)
+    reject = OrderRejected(
+        "BTCUSDT", "tl-BTCUSDT-7-sl1", "ORDER_WOULD_IMMEDIATELY_TRIGGER", "-2021", TS
+    )
     update = apply_order_event(placed.plan, reject, CONFIG, usdm(), D(30010), TS)
     assert summary(update.commands) == [
         ("cancel", "tl-BTCUSDT-7-tp1"),
@@ -238,8 +288,14 @@ def test_a_rejected_stop_is_not_resent_the_quantity_exits_at_market() -> None:
 
 def test_a_lost_target_is_reported_and_the_stop_stays() -> None:
     placed = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
-    update = apply_order_event(placed.plan, OrderCanceled("BTCUSDT", "tl-BTCUSDT-7-tp1", TS, "by user"),
-                               CONFIG, usdm(), D(30010), TS)
+    update = apply_order_event(
+        placed.plan,
+        OrderCanceled("BTCUSDT", "tl-BTCUSDT-7-tp1", TS, "by user"),
+        CONFIG,
+        usdm(),
+        D(30010),
+        TS,
+    )
     assert update.commands == () and "target lost" in update.plan.problems[0]
     assert [o.client_order_id for o in update.plan.working_orders()][:1] == ["tl-BTCUSDT-7-sl1"]
 
@@ -248,8 +304,19 @@ def test_futures_runner_is_a_native_trailing_stop_spot_keeps_a_fixed_target() ->
     config = RiskConfig(trailing=TrailingConfig(callback_rate_pct=D(1)))
     fut = plan_protection(long_btc(), config, usdm(), D(30010), TS)
     runner = fut.commands[-1].intent
-    assert (runner.client_order_id, runner.type, runner.stop_price, runner.callback_rate_pct, runner.role) == (
-        "tl-BTCUSDT-7-ts2", OrderType.TRAILING_STOP_MARKET, D("30600.0"), D("1.0"), OrderRole.TRAILING_STOP)
+    assert (
+        runner.client_order_id,
+        runner.type,
+        runner.stop_price,
+        runner.callback_rate_pct,
+        runner.role,
+    ) == (
+        "tl-BTCUSDT-7-ts2",
+        OrderType.TRAILING_STOP_MARKET,
+        D("30600.0"),
+        D("1.0"),
+        OrderRole.TRAILING_STOP,
+    )
     spot_plan = plan_protection(long_bnb(), config, spot(), D("600.5"), TS)
     assert spot_plan.commands[-1].intent.type is OrderType.TAKE_PROFIT_MARKET
 
@@ -258,7 +325,11 @@ def test_cancel_protection_cancels_every_working_leg_once() -> None:
     placed = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
     update = cancel_protection(placed.plan, TS, "manual exit")
     assert [c.client_order_id for c in update.commands] == [
-        "tl-BTCUSDT-7-sl1", "tl-BTCUSDT-7-tp1", "tl-BTCUSDT-7-sl2", "tl-BTCUSDT-7-tp2"]
+        "tl-BTCUSDT-7-sl1",
+        "tl-BTCUSDT-7-tp1",
+        "tl-BTCUSDT-7-sl2",
+        "tl-BTCUSDT-7-tp2",
+    ]
     assert update.plan.closed and update.plan.working_orders() == ()
 
 
@@ -266,16 +337,28 @@ def test_cancel_protection_cancels_every_working_leg_once() -> None:
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "binance-rest"
 REAL: list[ExchangeFilters] = []
-for market, name in ((Market.SPOT, "spot_exchangeInfo_20211012.json"), (Market.USDM, "usdm_exchangeInfo_20210721.json")):
+for market, name in (
+    (Market.SPOT, "spot_exchangeInfo_20211012.json"),
+    (Market.USDM, "usdm_exchangeInfo_20210721.json"),
+):
     if (DATA / name).is_file():
-        REAL += [parse_exchange_filters(e, market) for e in json.loads((DATA / name).read_text())["symbols"]]
+        REAL += [
+            parse_exchange_filters(e, market)
+            for e in json.loads((DATA / name).read_text())["symbols"]
+        ]
 
 
 @pytest.mark.skipif(not REAL, reason="shared exchangeInfo files absent")
 @settings(max_examples=300, deadline=None)
-@given(index=st.integers(0, 10**6), steps=st.integers(1, 10**6), fractions=st.lists(st.integers(1, 9), min_size=1, max_size=4),
-       ticks=st.integers(10, 10**6))
-def test_bracket_quantities_sum_exactly_to_the_position(index: int, steps: int, fractions: list[int], ticks: int) -> None:
+@given(
+    index=st.integers(0, 10**6),
+    steps=st.integers(1, 10**6),
+    fractions=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    ticks=st.integers(10, 10**6),
+)
+def test_bracket_quantities_sum_exactly_to_the_position(
+    index: int, steps: int, fractions: list[int], ticks: int
+) -> None:
     filters = REAL[index % len(REAL)]
     tick = filters.price.tick_size
     avg = max(filters.price.min_price, tick) + tick * ticks
@@ -301,5 +384,16 @@ def test_bracket_quantities_sum_exactly_to_the_position(index: int, steps: int, 
 def _draft_of(intent):  # type: ignore[no-untyped-def]
     from risk.quantize import OrderDraft
 
-    return OrderDraft(intent.symbol, intent.side, intent.type, intent.quantity, intent.price, intent.stop_price,
-                      intent.callback_rate_pct, intent.reduce_only, intent.time_in_force, intent.role, intent.parent_id)
+    return OrderDraft(
+        intent.symbol,
+        intent.side,
+        intent.type,
+        intent.quantity,
+        intent.price,
+        intent.stop_price,
+        intent.callback_rate_pct,
+        intent.reduce_only,
+        intent.time_in_force,
+        intent.role,
+        intent.parent_id,
+    )

@@ -22,7 +22,10 @@ from risk.filters import parse_exchange_filters
 from risk.quantize import OrderDraft, QuantizedOrder, format_decimal, quantize_order
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "binance-rest"
-FILES = {Market.SPOT: DATA / "spot_exchangeInfo_20211012.json", Market.USDM: DATA / "usdm_exchangeInfo_20210721.json"}
+FILES = {
+    Market.SPOT: DATA / "spot_exchangeInfo_20211012.json",
+    Market.USDM: DATA / "usdm_exchangeInfo_20210721.json",
+}
 if not all(p.is_file() for p in FILES.values()):
     pytest.skip(f"shared exchangeInfo files absent under {DATA}", allow_module_level=True)
 
@@ -30,8 +33,13 @@ SYMBOLS: dict[Market, list[dict]] = {
     market: json.loads(path.read_text())["symbols"] for market, path in FILES.items()
 }
 MARKET_TYPES = {OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET}
-TYPES = [OrderType.LIMIT, OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET,
-         OrderType.STOP_LIMIT]
+TYPES = [
+    OrderType.LIMIT,
+    OrderType.MARKET,
+    OrderType.STOP_MARKET,
+    OrderType.TAKE_PROFIT_MARKET,
+    OrderType.STOP_LIMIT,
+]
 
 
 def F(text: object) -> Fraction:
@@ -42,8 +50,17 @@ def raw_filters(entry: dict) -> dict[str, dict]:
     return {f["filterType"]: f for f in entry["filters"]}
 
 
-def violations(market: Market, entry: dict, side: Side, order_type: OrderType, qty: Fraction,
-               price: Fraction | None, stop: Fraction | None, ref: Fraction, reduce_only: bool) -> set[str]:
+def violations(
+    market: Market,
+    entry: dict,
+    side: Side,
+    order_type: OrderType,
+    qty: Fraction,
+    price: Fraction | None,
+    stop: Fraction | None,
+    ref: Fraction,
+    reduce_only: bool,
+) -> set[str]:
     """Return every Binance filter the order breaks, per the docs (spot vs futures spelling)."""
     f = raw_filters(entry)
     futures = market is Market.USDM
@@ -60,7 +77,9 @@ def violations(market: Market, entry: dict, side: Side, order_type: OrderType, q
         pp = f["PERCENT_PRICE"]
         up, down = F(pp["multiplierUp"]), F(pp["multiplierDown"])
         if futures:  # BUY: price <= mark * up; SELL: price >= mark * down
-            if (side is Side.BUY and price > ref * up) or (side is Side.SELL and price < ref * down):
+            if (side is Side.BUY and price > ref * up) or (
+                side is Side.SELL and price < ref * down
+            ):
                 broken.add("PERCENT_PRICE")
         elif not ref * down <= price <= ref * up:
             broken.add("PERCENT_PRICE")
@@ -78,13 +97,22 @@ def violations(market: Market, entry: dict, side: Side, order_type: OrderType, q
         if futures:
             if not reduce_only and qty * at < F(mn_filter["notional"]):
                 broken.add("MIN_NOTIONAL")
-        elif (order_type is not OrderType.MARKET or mn_filter["applyToMarket"]) and qty * at < F(mn_filter["minNotional"]):
+        elif (order_type is not OrderType.MARKET or mn_filter["applyToMarket"]) and qty * at < F(
+            mn_filter["minNotional"]
+        ):
             broken.add("MIN_NOTIONAL")
     return broken
 
 
-def reference_snap(market: Market, entry: dict, side: Side, order_type: OrderType, qty: Fraction,
-                   price: Fraction | None, stop: Fraction | None) -> tuple[Fraction, Fraction | None, Fraction | None]:
+def reference_snap(
+    market: Market,
+    entry: dict,
+    side: Side,
+    order_type: OrderType,
+    qty: Fraction,
+    price: Fraction | None,
+    stop: Fraction | None,
+) -> tuple[Fraction, Fraction | None, Fraction | None]:
     """The unique order within one tick (passive side) and one step (down) of the request."""
     f = raw_filters(entry)
     futures = market is Market.USDM
@@ -120,12 +148,22 @@ def requests(draw: st.DrawFn):
     jitter = Fraction(draw(st.integers(0, 10**6)), 10**6) * tick
     raw_price = F(Decimal(repr(factor))) * ref + jitter
     price = raw_price if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
-    stop = raw_price if order_type is not OrderType.LIMIT and order_type is not OrderType.MARKET else None
+    stop = (
+        raw_price
+        if order_type is not OrderType.LIMIT and order_type is not OrderType.MARKET
+        else None
+    )
     at = price or stop or ref
-    min_notional = F(f.get("MIN_NOTIONAL", {}).get("minNotional") or f.get("MIN_NOTIONAL", {}).get("notional") or 1)
+    min_notional = F(
+        f.get("MIN_NOTIONAL", {}).get("minNotional")
+        or f.get("MIN_NOTIONAL", {}).get("notional")
+        or 1
+    )
     notional = min_notional * F(Decimal(repr(draw(st.floats(0.1, 100)))))
     qty_digits = draw(st.integers(0, 12))
-    qty = Fraction(math.floor(notional / at * 10**qty_digits) + draw(st.integers(0, 3)), 10**qty_digits)
+    qty = Fraction(
+        math.floor(notional / at * 10**qty_digits) + draw(st.integers(0, 3)), 10**qty_digits
+    )
     reduce_only = draw(st.booleans())
     return market, entry, side, order_type, qty, price, stop, ref, reduce_only
 
@@ -141,12 +179,21 @@ def to_decimal(value: Fraction | None) -> Decimal | None:
 def test_quantize_is_valid_passive_idempotent_and_rejects_exactly_when_nothing_nearby(case):
     market, entry, side, order_type, qty, price, stop, ref, reduce_only = case
     filters = parse_exchange_filters(entry, market)
-    draft = OrderDraft(entry["symbol"], side, order_type, to_decimal(qty), price=to_decimal(price),
-                       stop_price=to_decimal(stop), reduce_only=reduce_only)
+    draft = OrderDraft(
+        entry["symbol"],
+        side,
+        order_type,
+        to_decimal(qty),
+        price=to_decimal(price),
+        stop_price=to_decimal(stop),
+        reduce_only=reduce_only,
+    )
     result = quantize_order(draft, filters, to_decimal(ref))
     want_q, want_p, want_s = reference_snap(market, entry, side, order_type, qty, price, stop)
     broken = violations(market, entry, side, order_type, want_q, want_p, want_s, ref, reduce_only)
-    event(f"{market.value} {result.filter if not isinstance(result, QuantizedOrder) else 'accepted'}")
+    event(
+        f"{market.value} {result.filter if not isinstance(result, QuantizedOrder) else 'accepted'}"
+    )
     if not isinstance(result, QuantizedOrder):
         assert broken, f"rejected {result} although {want_q} @ {want_p}/{want_s} is valid"
         assert result.filter in broken

@@ -29,8 +29,9 @@ DD_ONLY = RiskConfig(daily_loss_limit_pct=D(50))
 DAILY_ONLY = RiskConfig(reducing_drawdown_pct=D(50), emergency_drawdown_pct=D(60))
 
 
-def run(observations: list[Observation], config: RiskConfig = DD_ONLY,
-        state: RiskState | None = None) -> tuple[RiskState, list[Transition]]:
+def run(
+    observations: list[Observation], config: RiskConfig = DD_ONLY, state: RiskState | None = None
+) -> tuple[RiskState, list[Transition]]:
     state = state or RiskState()
     transitions: list[Transition] = []
     for obs in observations:
@@ -48,7 +49,9 @@ def test_drawdown_reduces_at_ten_percent_and_recovers_when_it_clears() -> None:
     assert state.mode is ACTIVE and moves == []
     state, moves = run(equity(10000, 9000))
     assert state.mode is REDUCING
-    assert [(m.from_state, m.to_state, m.trigger) for m in moves] == [(ACTIVE, REDUCING, Trigger.DRAWDOWN)]
+    assert [(m.from_state, m.to_state, m.trigger) for m in moves] == [
+        (ACTIVE, REDUCING, Trigger.DRAWDOWN)
+    ]
     assert "10.00 %" in moves[0].detail
     state, moves = run(equity(10000, 9000, 9100))
     assert state.mode is ACTIVE and moves[-1].trigger is Trigger.CLEARED
@@ -59,7 +62,11 @@ def test_without_auto_recover_reducing_waits_for_a_resume() -> None:
     state, _ = run(equity(10000, 9000, 10000), config)
     assert state.mode is REDUCING
     state, moves = run([ResumeRequested(T0 + 10_000, by="ops")], config, state)
-    assert state.mode is ACTIVE and moves[0].trigger is Trigger.MANUAL_RESUME and "ops" in moves[0].detail
+    assert (
+        state.mode is ACTIVE
+        and moves[0].trigger is Trigger.MANUAL_RESUME
+        and "ops" in moves[0].detail
+    )
 
 
 def test_emergency_drawdown_halts_and_only_a_resume_undoes_it() -> None:
@@ -94,14 +101,24 @@ def test_daily_loss_reduces_until_the_next_utc_day() -> None:
 
 def test_daily_loss_counts_from_the_day_start_not_the_peak() -> None:
     previous_day = T0 - DAY_MS
-    state, _ = run([EquityObserved(D(12000), previous_day), EquityObserved(D(10000), T0),
-                    EquityObserved(D(9800), T0 + 1000)], DAILY_ONLY)
+    state, _ = run(
+        [
+            EquityObserved(D(12000), previous_day),
+            EquityObserved(D(10000), T0),
+            EquityObserved(D(9800), T0 + 1000),
+        ],
+        DAILY_ONLY,
+    )
     assert state.mode is ACTIVE  # 2 % down today, 18 % from the peak (thresholds 50/60 here)
 
 
 def test_daily_loss_can_be_configured_to_halt() -> None:
-    state, moves = run(equity(10000, 9700), RiskConfig(reducing_drawdown_pct=D(50), emergency_drawdown_pct=D(60),
-                                                       daily_loss_halts=True))
+    state, moves = run(
+        equity(10000, 9700),
+        RiskConfig(
+            reducing_drawdown_pct=D(50), emergency_drawdown_pct=D(60), daily_loss_halts=True
+        ),
+    )
     assert state.mode is HALTED and moves[-1].trigger is Trigger.DAILY_LOSS
 
 
@@ -134,9 +151,15 @@ def test_errors_spread_over_more_than_the_window_are_no_storm() -> None:
 
 def test_manual_halt_and_resume() -> None:
     state, moves = run([HaltRequested(T0, reason="telegram /stop")])
-    assert state.mode is HALTED and moves[0].trigger is Trigger.MANUAL_HALT and "telegram" in moves[0].detail
+    assert (
+        state.mode is HALTED
+        and moves[0].trigger is Trigger.MANUAL_HALT
+        and "telegram" in moves[0].detail
+    )
     state, moves = run([HaltRequested(T0 + 1), *equity(10000, 7000, start=T0 + 2)], state=state)
-    assert moves == [] and state.halt_trigger is Trigger.MANUAL_HALT  # first cause kept, no second alert
+    assert (
+        moves == [] and state.halt_trigger is Trigger.MANUAL_HALT
+    )  # first cause kept, no second alert
     state, moves = run([ResumeRequested(T0 + 2)], state=state)
     assert state.mode is ACTIVE
 
