@@ -2,10 +2,12 @@
 
 One typed msgspec decoder per message kind (`strict=False` turns Binance's string numbers into
 floats in C, ~5x faster than orjson + float()). A combined-stream frame is routed by its stream
-name, read straight from the bytes before decoding, so each frame is decoded once into the
-right struct. Anything else (raw `/ws` payloads, control replies, junk) takes a slower generic
-path. Bad frames are counted by kind in `FrameDecoder.counters` and logged, rate-limited per
-(kind, stream) on the frames' own receive time (no wall clock here).
+name, read straight from the bytes before decoding (once a stream was seen, by one lookup of the
+frame's first 40 bytes), so each frame is decoded once into the right struct, and the hot kinds
+(depth, trade, aggTrade) are decoded and built into their event in a single call. Anything
+else (raw `/ws` payloads, control replies, junk) takes a slower generic path. Bad frames are
+counted by kind in `FrameDecoder.counters` and logged, rate-limited per (kind, stream) on the
+frames' own receive time (no wall clock here).
 """
 
 from __future__ import annotations
