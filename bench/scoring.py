@@ -30,18 +30,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exchange.history import read_kline_csv  # noqa: E402
-from strategy.features import FeaturesConfig, compile_feature_set, compute_batch  # noqa: E402
-from strategy.labels import ForwardLabel  # noqa: E402
-from strategy.models import FastScorer  # noqa: E402
-from strategy.models.merge import klines_to_candles  # noqa: E402
-from strategy.models.train import fit_baseline  # noqa: E402
+from exchange.history import read_kline_csv
+from strategy.features import FeaturesConfig, compile_feature_set, compute_batch
+from strategy.labels import ForwardLabel
+from strategy.models import FastScorer
+from strategy.models.merge import klines_to_candles
+from strategy.models.train import fit_baseline
 
 KLINES = ROOT.parent / "shared" / "data" / "klines" / "usdm-1m" / "FILUSDT-1m-2023-08.csv.gz"
 GOAL_US = 15.0
 
 
-def percentiles(fn: Callable[[np.ndarray], object], rows: np.ndarray, calls: int) -> dict[str, float]:
+def percentiles(
+    fn: Callable[[np.ndarray], object], rows: np.ndarray, calls: int
+) -> dict[str, float]:
     for i in range(min(calls // 10, 1000)):  # warm caches and lazy initialisation
         fn(rows[i % len(rows)])
     samples = np.empty(calls)
@@ -51,8 +53,10 @@ def percentiles(fn: Callable[[np.ndarray], object], rows: np.ndarray, calls: int
         start = clock()
         fn(row)
         samples[i] = clock() - start
-    return {"p50_us": float(np.percentile(samples, 50) / 1e3),
-            "p99_us": float(np.percentile(samples, 99) / 1e3)}
+    return {
+        "p50_us": float(np.percentile(samples, 50) / 1e3),
+        "p99_us": float(np.percentile(samples, 99) / 1e3),
+    }
 
 
 def main() -> None:
@@ -69,9 +73,16 @@ def main() -> None:
     x, y = features[known], labels[known]
     t0 = time.perf_counter()
     booster = lgb.train(
-        {"objective": "binary", "num_leaves": 31, "learning_rate": 0.05, "verbose": -1,
-         "num_threads": 2, "deterministic": True},
-        lgb.Dataset(x, y), num_boost_round=args.rounds,
+        {
+            "objective": "binary",
+            "num_leaves": 31,
+            "learning_rate": 0.05,
+            "verbose": -1,
+            "num_threads": 2,
+            "deterministic": True,
+        },
+        lgb.Dataset(x, y),
+        num_boost_round=args.rounds,
     )
     train_s = time.perf_counter() - t0
     logistic = fit_baseline(x, y)
@@ -79,8 +90,9 @@ def main() -> None:
 
     # scikit-learn's binning fails on all-NaN columns (klines carry no book depth): drop them.
     usable = ~np.isnan(x).all(axis=0) & np.isfinite(np.nan_to_num(x)).all(axis=0)
-    hgb = HistGradientBoostingClassifier(max_iter=args.rounds, max_leaf_nodes=31, learning_rate=0.05,
-                                         early_stopping=False).fit(x[:, usable], y)
+    hgb = HistGradientBoostingClassifier(
+        max_iter=args.rounds, max_leaf_nodes=31, learning_rate=0.05, early_stopping=False
+    ).fit(x[:, usable], y)
     rows = np.ascontiguousarray(features[-1000:])
     scorer = FastScorer(booster, plan.columns)
 
@@ -90,32 +102,50 @@ def main() -> None:
 
     results = {
         "fast_scorer (C API single row)": percentiles(scorer.score, rows, args.calls),
-        "Booster.predict (baseline)": percentiles(lambda r: booster.predict(r[None, :]), rows,
-                                                  max(args.calls // 5, 1000)),
+        "Booster.predict (baseline)": percentiles(
+            lambda r: booster.predict(r[None, :]), rows, max(args.calls // 5, 1000)
+        ),
         "sklearn HistGradientBoosting predict_proba": percentiles(
-            lambda r: hgb.predict_proba(r[None, usable]), rows, max(args.calls // 5, 1000)),
+            lambda r: hgb.predict_proba(r[None, usable]), rows, max(args.calls // 5, 1000)
+        ),
         "sklearn logistic pipeline predict_proba": percentiles(
-            lambda r: logistic.predict_proba(r[None, :]), rows, max(args.calls // 5, 1000)),
+            lambda r: logistic.predict_proba(r[None, :]), rows, max(args.calls // 5, 1000)
+        ),
     }
     baseline = results["Booster.predict (baseline)"]["p50_us"]
-    print(f"model: {len(plan.columns)} features, {args.rounds} trees x 31 leaves, trained on "
-          f"{len(y)} real FILUSDT candles in {train_s:.1f} s")
+    print(
+        f"model: {len(plan.columns)} features, {args.rounds} trees x 31 leaves, trained on "
+        f"{len(y)} real FILUSDT candles in {train_s:.1f} s"
+    )
     print(f"{'method':46} {'p50 µs':>9} {'p99 µs':>9} {'vs Booster.predict':>19}")
     for name, figures in results.items():
         figures["ratio_to_booster_predict"] = figures["p50_us"] / baseline
-        print(f"{name:46} {figures['p50_us']:9.1f} {figures['p99_us']:9.1f} "
-              f"{figures['ratio_to_booster_predict']:18.2f}x")
+        print(
+            f"{name:46} {figures['p50_us']:9.1f} {figures['p99_us']:9.1f} "
+            f"{figures['ratio_to_booster_predict']:18.2f}x"
+        )
     fast_p50 = results["fast_scorer (C API single row)"]["p50_us"]
-    print(f"goal: <= {GOAL_US:.0f} µs per coin -> fast scorer p50 {fast_p50:.1f} µs "
-          f"({'met' if fast_p50 <= GOAL_US else 'NOT met'}); "
-          f"max |fast - Booster.predict| = {max_diff:g}")
+    print(
+        f"goal: <= {GOAL_US:.0f} µs per coin -> fast scorer p50 {fast_p50:.1f} µs "
+        f"({'met' if fast_p50 <= GOAL_US else 'NOT met'}); "
+        f"max |fast - Booster.predict| = {max_diff:g}"
+    )
     out = ROOT / "bench" / "results" / "scoring.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "features": len(plan.columns), "trees": args.rounds, "leaves": 31,
-        "results": results, "goal_us": GOAL_US, "goal_met": fast_p50 <= GOAL_US,
-        "max_abs_diff_fast_vs_predict": max_diff,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "features": len(plan.columns),
+                "trees": args.rounds,
+                "leaves": 31,
+                "results": results,
+                "goal_us": GOAL_US,
+                "goal_met": fast_p50 <= GOAL_US,
+                "max_abs_diff_fast_vs_predict": max_diff,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -36,14 +36,36 @@ from engine.clock import Clock, LiveClock
 from engine.model import Market
 
 KLINE_FIELDS = (
-    "open_time", "open", "high", "low", "close", "volume", "close_time",
-    "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
 )
 STORED_FIELDS = KLINE_FIELDS[:-1]
 INTERVAL_MS = {
-    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
-    "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000,
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
     "1M": 2_678_400_000,  # 31 days: an upper bound, used only to step and count pages
 }
 # USDⓈ-M weighs 10 for 1500 bars but 5 for 1000: 1000 gets the most bars per unit of weight.
@@ -76,7 +98,9 @@ def read_kline_csv(path: Path) -> pd.DataFrame:
     raw = _decompressed(Path(path))
     has_header = not raw[:1].isdigit()
     frame = pd.read_csv(
-        io.BytesIO(raw), header=0 if has_header else None, names=list(KLINE_FIELDS),
+        io.BytesIO(raw),
+        header=0 if has_header else None,
+        names=list(KLINE_FIELDS),
         dtype={"open_time": np.int64, "close_time": np.int64, "count": np.int64},
     )
     frame["open_time"] = _to_ms(frame["open_time"])
@@ -84,8 +108,16 @@ def read_kline_csv(path: Path) -> pd.DataFrame:
     return frame[list(STORED_FIELDS)]
 
 
-_AGG_SPOT = ("agg_trade_id", "price", "qty", "first_trade_id", "last_trade_id", "ts_ms",
-             "is_buyer_maker", "is_best_match")
+_AGG_SPOT = (
+    "agg_trade_id",
+    "price",
+    "qty",
+    "first_trade_id",
+    "last_trade_id",
+    "ts_ms",
+    "is_buyer_maker",
+    "is_best_match",
+)
 _AGG_HEADER = {"quantity": "qty", "transact_time": "ts_ms"}
 
 
@@ -99,8 +131,17 @@ def read_aggtrades_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(io.BytesIO(raw)).rename(columns=_AGG_HEADER)
     frame["ts_ms"] = _to_ms(frame["ts_ms"].astype(np.int64))
     frame["is_buyer_maker"] = frame["is_buyer_maker"].astype(str).str.lower().eq("true")
-    return frame[["agg_trade_id", "price", "qty", "first_trade_id", "last_trade_id", "ts_ms",
-                  "is_buyer_maker"]]
+    return frame[
+        [
+            "agg_trade_id",
+            "price",
+            "qty",
+            "first_trade_id",
+            "last_trade_id",
+            "ts_ms",
+            "is_buyer_maker",
+        ]
+    ]
 
 
 def aggtrades_to_klines(trades: pd.DataFrame, interval_ms: int = 60_000) -> pd.DataFrame:
@@ -109,18 +150,27 @@ def aggtrades_to_klines(trades: pd.DataFrame, interval_ms: int = 60_000) -> pd.D
     quote = trades["price"] * trades["qty"]
     taker_buy = ~trades["is_buyer_maker"]  # buyer is the taker
     grouped = trades.assign(
-        bucket=bucket, quote=quote, buy=trades["qty"].where(taker_buy, 0.0),
-        buy_quote=quote.where(taker_buy, 0.0), n=trades["last_trade_id"] - trades["first_trade_id"] + 1,
+        bucket=bucket,
+        quote=quote,
+        buy=trades["qty"].where(taker_buy, 0.0),
+        buy_quote=quote.where(taker_buy, 0.0),
+        n=trades["last_trade_id"] - trades["first_trade_id"] + 1,
     ).groupby("bucket", sort=True)
-    out = pd.DataFrame({
-        "open_time": grouped["bucket"].first().astype(np.int64),
-        "open": grouped["price"].first(), "high": grouped["price"].max(),
-        "low": grouped["price"].min(), "close": grouped["price"].last(),
-        "volume": grouped["qty"].sum(),
-        "close_time": grouped["bucket"].first().astype(np.int64) + interval_ms - 1,
-        "quote_volume": grouped["quote"].sum(), "count": grouped["n"].sum().astype(np.int64),
-        "taker_buy_volume": grouped["buy"].sum(), "taker_buy_quote_volume": grouped["buy_quote"].sum(),
-    })
+    out = pd.DataFrame(
+        {
+            "open_time": grouped["bucket"].first().astype(np.int64),
+            "open": grouped["price"].first(),
+            "high": grouped["price"].max(),
+            "low": grouped["price"].min(),
+            "close": grouped["price"].last(),
+            "volume": grouped["qty"].sum(),
+            "close_time": grouped["bucket"].first().astype(np.int64) + interval_ms - 1,
+            "quote_volume": grouped["quote"].sum(),
+            "count": grouped["n"].sum().astype(np.int64),
+            "taker_buy_volume": grouped["buy"].sum(),
+            "taker_buy_quote_volume": grouped["buy_quote"].sum(),
+        }
+    )
     return out.reset_index(drop=True)
 
 
@@ -129,11 +179,12 @@ def klines_from_rows(rows: Iterable[Sequence[object]]) -> pd.DataFrame:
     frame = pd.DataFrame([list(r)[:11] for r in rows], columns=list(STORED_FIELDS))
     for name in STORED_FIELDS:
         kind = np.int64 if name in ("open_time", "close_time", "count") else np.float64
-        frame[name] = frame[name].astype(kind) if len(frame) else frame[name].astype(kind)
+        frame[name] = frame[name].astype(kind)
     return frame
 
 
 # ---------------------------------------------------------------- storage (monthly Parquet)
+
 
 def kline_dir(out_dir: Path, market: Market, symbol: str, interval: str) -> Path:
     """Return the directory that holds one series' month files."""
@@ -164,6 +215,7 @@ def _store(directory: Path, bars: pd.DataFrame) -> None:
 
 # ---------------------------------------------------------------- download
 
+
 @dataclass(frozen=True, slots=True)
 class DownloadResult:
     """What one series' download did."""
@@ -178,14 +230,16 @@ class DownloadResult:
     resumed_from_ms: int | None  # first bar asked for, when earlier bars were already stored
 
 
-def make_exchange(market: Market, base_url: str | None = None):  # noqa: ANN201 - ccxt type
+def make_exchange(market: Market, base_url: str | None = None):
     """Create a ccxt async binance client, optionally pointed at another base URL (simulator)."""
     import ccxt.async_support as ccxt
 
-    exchange = ccxt.binance({
-        "enableRateLimit": True,
-        "options": {"defaultType": "spot" if market is Market.SPOT else "future"},
-    })
+    exchange = ccxt.binance(
+        {
+            "enableRateLimit": True,
+            "options": {"defaultType": "spot" if market is Market.SPOT else "future"},
+        }
+    )
     if base_url is not None:
         base = base_url.rstrip("/")
         exchange.urls["api"]["public"] = f"{base}/api/v3"
@@ -200,7 +254,7 @@ def _header(headers: dict[str, str] | None, name: str) -> str | None:
     return None
 
 
-async def _fetch_page(exchange, market: Market, params: dict, clock: Clock, max_retries: int):  # noqa: ANN001, ANN202
+async def _fetch_page(exchange, market: Market, params: dict, clock: Clock, max_retries: int):
     import ccxt.async_support as ccxt
 
     call = exchange.public_get_klines if market is Market.SPOT else exchange.fapipublic_get_klines
@@ -254,12 +308,22 @@ async def download_klines(
     exchange = make_exchange(market, base_url)
     pending: list[pd.DataFrame] = []
     written = pages = retries = 0
-    bar = tqdm(total=max((end_ms - start_ms) // step, 0), initial=max((cursor - start_ms) // step, 0),
-               desc=f"{market.value} {symbol} {interval}", unit="bar", disable=not progress)
+    bar = tqdm(
+        total=max((end_ms - start_ms) // step, 0),
+        initial=max((cursor - start_ms) // step, 0),
+        desc=f"{market.value} {symbol} {interval}",
+        unit="bar",
+        disable=not progress,
+    )
     try:
         while cursor < end_ms:
-            params = {"symbol": symbol, "interval": interval, "startTime": cursor,
-                      "endTime": end_ms - 1, "limit": limit}
+            params = {
+                "symbol": symbol,
+                "interval": interval,
+                "startTime": cursor,
+                "endTime": end_ms - 1,
+                "limit": limit,
+            }
             rows, tries = await _fetch_page(exchange, market, params, clock, max_retries)
             retries += tries
             pages += 1
@@ -291,7 +355,7 @@ def _flush(directory: Path, pending: list[pd.DataFrame]) -> int:
     return len(bars)
 
 
-async def _respect_weight(exchange, market: Market, clock: Clock) -> None:  # noqa: ANN001
+async def _respect_weight(exchange, market: Market, clock: Clock) -> None:
     used = _header(exchange.last_response_headers, "X-MBX-USED-WEIGHT-1M")
     if used is not None and int(used) >= _WEIGHT_HEADROOM * WEIGHT_BUDGET[market]:
         seconds_into_minute = (clock.now_ns() / 1e9) % 60
@@ -313,8 +377,9 @@ def run_download(
 
     async def _all() -> list[DownloadResult]:
         return [
-            await download_klines(market, s, interval, start_ms, end_ms, out_dir,
-                                  base_url=base_url, progress=progress)
+            await download_klines(
+                market, s, interval, start_ms, end_ms, out_dir, base_url=base_url, progress=progress
+            )
             for s in symbols
         ]
 

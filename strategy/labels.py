@@ -163,7 +163,7 @@ def _dispatch_on_kind(value: Any, handler: Any) -> Any:
     if isinstance(value, tuple(_BY_KIND.values())):
         return value
     if not isinstance(value, dict):
-        raise ValueError("a label is a mapping with a `kind` (forward, highlow2, topbot2)")
+        raise ValueError("a label is a mapping with a `kind` (forward, highlow2, topbot2)")  # noqa: TRY004 - pydantic reports ValueError
     kind = value.get("kind", "forward")
     if kind not in _BY_KIND:
         raise ValueError(f"{kind!r} is not a label kind (forward, highlow2, topbot2)")
@@ -266,7 +266,9 @@ def _first_true(matrix: np.ndarray) -> np.ndarray:
     return np.where(matrix.any(axis=1), first, -1)
 
 
-def swing_labels(values: np.ndarray, is_top: bool, level_pct: float, tolerance: float) -> np.ndarray:
+def swing_labels(
+    values: np.ndarray, is_top: bool, level_pct: float, tolerance: float
+) -> np.ndarray:
     """Label the tolerance bands of swing extrema separated by at least `level_pct` (see module doc)."""
     n = len(values)
     out = np.zeros(n, dtype=np.float64)

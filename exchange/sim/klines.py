@@ -35,10 +35,20 @@ from exchange.history import KLINE_FIELDS, read_kline_csv
 
 MINUTE_MS = 60_000
 FIXED_INTERVALS_MS = {
-    "1m": MINUTE_MS, "3m": 3 * MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS,
-    "30m": 30 * MINUTE_MS, "1h": 60 * MINUTE_MS, "2h": 120 * MINUTE_MS, "4h": 240 * MINUTE_MS,
-    "6h": 360 * MINUTE_MS, "8h": 480 * MINUTE_MS, "12h": 720 * MINUTE_MS,
-    "1d": 1440 * MINUTE_MS, "3d": 3 * 1440 * MINUTE_MS, "1w": 7 * 1440 * MINUTE_MS,
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "2h": 120 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "6h": 360 * MINUTE_MS,
+    "8h": 480 * MINUTE_MS,
+    "12h": 720 * MINUTE_MS,
+    "1d": 1440 * MINUTE_MS,
+    "3d": 3 * 1440 * MINUTE_MS,
+    "1w": 7 * 1440 * MINUTE_MS,
 }
 _WEEK_OFFSET_MS = 4 * 1440 * MINUTE_MS  # 1970-01-01 was a Thursday; Binance weeks start Monday
 MAX_LIMIT = {"spot": 1000, "usdm": 1500}
@@ -91,8 +101,11 @@ def aggregate(minutes: pd.DataFrame, interval: str) -> pd.DataFrame:
             [calendar.timegm((t.year, t.month, 1, 0, 0, 0)) * 1000 for t in stamps], dtype=np.int64
         )
         ends = np.array(
-            [calendar.timegm((t.year + t.month // 12, t.month % 12 + 1, 1, 0, 0, 0)) * 1000 - 1
-             for t in stamps], dtype=np.int64,
+            [
+                calendar.timegm((t.year + t.month // 12, t.month % 12 + 1, 1, 0, 0, 0)) * 1000 - 1
+                for t in stamps
+            ],
+            dtype=np.int64,
         )
     else:
         length = FIXED_INTERVALS_MS[interval]
@@ -100,19 +113,21 @@ def aggregate(minutes: pd.DataFrame, interval: str) -> pd.DataFrame:
         starts = (open_time - offset) // length * length + offset
         ends = starts + length - 1
     grouped = minutes.assign(bucket=starts, bucket_end=ends).groupby("bucket", sort=True)
-    out = pd.DataFrame({
-        "open_time": grouped["bucket"].first(),
-        "open": grouped["open"].first(),
-        "high": grouped["high"].max(),
-        "low": grouped["low"].min(),
-        "close": grouped["close"].last(),
-        "volume": grouped["volume"].sum(),
-        "close_time": grouped["bucket_end"].first(),
-        "quote_volume": grouped["quote_volume"].sum(),
-        "count": grouped["count"].sum(),
-        "taker_buy_volume": grouped["taker_buy_volume"].sum(),
-        "taker_buy_quote_volume": grouped["taker_buy_quote_volume"].sum(),
-    })
+    out = pd.DataFrame(
+        {
+            "open_time": grouped["bucket"].first(),
+            "open": grouped["open"].first(),
+            "high": grouped["high"].max(),
+            "low": grouped["low"].min(),
+            "close": grouped["close"].last(),
+            "volume": grouped["volume"].sum(),
+            "close_time": grouped["bucket_end"].first(),
+            "quote_volume": grouped["quote_volume"].sum(),
+            "count": grouped["count"].sum(),
+            "taker_buy_volume": grouped["taker_buy_volume"].sum(),
+            "taker_buy_quote_volume": grouped["taker_buy_quote_volume"].sum(),
+        }
+    )
     return out.reset_index(drop=True)
 
 
@@ -125,11 +140,22 @@ def _rows(frame: pd.DataFrame) -> list[list[object]]:
     columns = [frame[name].to_numpy() for name in KLINE_FIELDS[:-1]]
     rows = []
     for values in zip(*columns, strict=True):
-        rows.append([
-            int(values[0]), _number(values[1]), _number(values[2]), _number(values[3]),
-            _number(values[4]), _number(values[5]), int(values[6]), _number(values[7]),
-            int(values[8]), _number(values[9]), _number(values[10]), "0",
-        ])
+        rows.append(
+            [
+                int(values[0]),
+                _number(values[1]),
+                _number(values[2]),
+                _number(values[3]),
+                _number(values[4]),
+                _number(values[5]),
+                int(values[6]),
+                _number(values[7]),
+                int(values[8]),
+                _number(values[9]),
+                _number(values[10]),
+                "0",
+            ]
+        )
     return rows
 
 
@@ -150,18 +176,25 @@ def _int_param(query: dict[str, str], name: str) -> int | None:
     return int(value)  # ValueError -> -1100 below
 
 
-def _klines_handler(server: KlineServer, market: str):  # noqa: ANN202 - aiohttp handler factory
+def _klines_handler(server: KlineServer, market: str):
     async def handle(request: web.Request) -> web.Response:
         query = dict(request.query)
         server.requests.append({"market": market, **query})
         if server._fail:
             retry_after = server._fail.pop(0)
-            return _error(429, -1003, "Too many requests; current request weight is over the limit.",
-                          {"Retry-After": str(retry_after)})
+            return _error(
+                429,
+                -1003,
+                "Too many requests; current request weight is over the limit.",
+                {"Retry-After": str(retry_after)},
+            )
         for name in ("symbol", "interval"):
             if not query.get(name):
-                return _error(400, -1102, f"Mandatory parameter '{name}' was not sent, was "
-                                          "empty/null, or malformed.")
+                return _error(
+                    400,
+                    -1102,
+                    f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+                )
         try:
             given = _int_param(query, "limit")
             limit = 500 if given is None else given
@@ -173,8 +206,13 @@ def _klines_handler(server: KlineServer, market: str):  # noqa: ANN202 - aiohttp
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if over:
             headers["Retry-After"] = str(60 - (server.clock.now_ns() // 10**9) % 60)
-            return _error(429, -1003, "Too many requests; current limit of IP request weight per "
-                                      f"minute is {WEIGHT_BUDGET[market]}.", headers)
+            return _error(
+                429,
+                -1003,
+                "Too many requests; current limit of IP request weight per "
+                f"minute is {WEIGHT_BUDGET[market]}.",
+                headers,
+            )
         if not 1 <= limit <= MAX_LIMIT[market]:
             return _error(400, -1130, "Data sent for parameter 'limit' is not valid.", headers)
         interval = query["interval"]
@@ -188,28 +226,48 @@ def _klines_handler(server: KlineServer, market: str):  # noqa: ANN202 - aiohttp
         open_time = bars["open_time"].to_numpy()
         lo = 0 if start is None else int(np.searchsorted(open_time, start, side="left"))
         hi = len(bars) if end is None else int(np.searchsorted(open_time, end, side="right"))
-        picked = bars.iloc[lo : min(hi, lo + limit)] if start is not None else bars.iloc[max(hi - limit, lo) : hi]
+        picked = (
+            bars.iloc[lo : min(hi, lo + limit)]
+            if start is not None
+            else bars.iloc[max(hi - limit, lo) : hi]
+        )
         return web.json_response(_rows(picked), headers=headers)
 
     return handle
 
 
-def _exchange_info_handler(server: KlineServer, market: str):  # noqa: ANN202
+def _exchange_info_handler(server: KlineServer, market: str):
     async def handle(request: web.Request) -> web.Response:
         symbols = sorted(s for m, s in server.minutes if m == market)
-        return web.json_response({
-            "timezone": "UTC",
-            "serverTime": server.clock.now_ns() // 1_000_000,
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                            "intervalNum": 1, "limit": WEIGHT_BUDGET[market]}],
-            "symbols": [{"symbol": s, "status": "TRADING", "baseAsset": s[:-4],
-                         "quoteAsset": s[-4:], "filters": []} for s in symbols],
-        })
+        return web.json_response(
+            {
+                "timezone": "UTC",
+                "serverTime": server.clock.now_ns() // 1_000_000,
+                "rateLimits": [
+                    {
+                        "rateLimitType": "REQUEST_WEIGHT",
+                        "interval": "MINUTE",
+                        "intervalNum": 1,
+                        "limit": WEIGHT_BUDGET[market],
+                    }
+                ],
+                "symbols": [
+                    {
+                        "symbol": s,
+                        "status": "TRADING",
+                        "baseAsset": s[:-4],
+                        "quoteAsset": s[-4:],
+                        "filters": [],
+                    }
+                    for s in symbols
+                ],
+            }
+        )
 
     return handle
 
 
-def _time_handler(server: KlineServer):  # noqa: ANN202
+def _time_handler(server: KlineServer):
     async def handle(request: web.Request) -> web.Response:
         return web.json_response({"serverTime": server.clock.now_ns() // 1_000_000})
 

@@ -107,13 +107,24 @@ def run_train(
             "label": label.model_dump(mode="json"),
             "train": config.model_dump(mode="json", exclude={"lightgbm", "walk_forward"}),
             "walk_forward": config.walk_forward.model_dump(mode="json") if wf else "off",
-            "features": {"name": plan.spec.label, "columns": len(plan.columns),
-                         "warmup_rows": plan.warmup_rows},
+            "features": {
+                "name": plan.spec.label,
+                "columns": len(plan.columns),
+                "warmup_rows": plan.warmup_rows,
+            },
         }
         tracker.log(run_id, params=params, metrics=metrics)
         with tempfile.TemporaryDirectory(prefix="tickloop-train-") as tmp:
-            bundle = _write_run_bundle(Path(tmp) / BUNDLE_ARTIFACT, trained, data, symbol,
-                                       label, metrics, run_id, config.fee_pct)
+            bundle = _write_run_bundle(
+                Path(tmp) / BUNDLE_ARTIFACT,
+                trained,
+                data,
+                symbol,
+                label,
+                metrics,
+                run_id,
+                config.fee_pct,
+            )
             plot = write_pr_svg(
                 Path(tmp) / "precision_recall.svg",
                 trained.curves(data),
@@ -217,7 +228,9 @@ def promote(
         downloaded = tracker.download_bundle(run_id, Path(tmp))
         bundle = read_bundle(downloaded, plan)
         if bundle.manifest.get("mlflow_run_id") != run_id:
-            raise BundleError(f"bundle of run {run_id} names run {bundle.manifest.get('mlflow_run_id')}")
+            raise BundleError(
+                f"bundle of run {run_id} names run {bundle.manifest.get('mlflow_run_id')}"
+            )
         target = live_bundle_dir(models.dir, bundle.symbol, bundle.label_name)
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = target.parent / f".{target.name}.new"

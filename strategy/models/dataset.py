@@ -77,7 +77,7 @@ class Split:
 def purged_split(rows: np.ndarray, validation_fraction: float, purge_rows: int) -> Split:
     """Split time-ordered row positions: train first, then `purge_rows` dropped, then validation."""
     n = len(rows)
-    val_start = int(round(n * (1.0 - validation_fraction)))
+    val_start = round(n * (1.0 - validation_fraction))
     train_end = max(val_start - purge_rows, 0)
     return Split(rows[:train_end], rows[val_start:], val_start - train_end)
 

@@ -19,8 +19,18 @@ import pandas as pd
 
 from strategy.features.schema import MINUTE_COLUMNS
 
-_SUM = ("volume", "quote_volume", "trades", "buy_volume", "sell_volume", "count",
-        "taker_buy_volume", "taker_buy_quote_volume", "late_frames", "resyncs")
+_SUM = (
+    "volume",
+    "quote_volume",
+    "trades",
+    "buy_volume",
+    "sell_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "late_frames",
+    "resyncs",
+)
 
 
 def klines_to_candles(klines: pd.DataFrame, interval_ms: int = 60_000) -> pd.DataFrame:
@@ -30,21 +40,23 @@ def klines_to_candles(klines: pd.DataFrame, interval_ms: int = 60_000) -> pd.Dat
     close = klines["close"].to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         vwap = np.where(volume > 0, quote / volume, close)
-    candles = pd.DataFrame({
-        "ts": klines["open_time"].to_numpy(dtype=np.int64),
-        "open": klines["open"].to_numpy(dtype=np.float64),
-        "high": klines["high"].to_numpy(dtype=np.float64),
-        "low": klines["low"].to_numpy(dtype=np.float64),
-        "close": close,
-        "vwap": vwap,
-        "volume": volume,
-        "quote_volume": quote,
-        "trades": klines["count"].to_numpy(dtype=np.float64),
-        "buy_volume": klines["taker_buy_volume"].to_numpy(dtype=np.float64),
-        "seconds": np.full(len(klines), interval_ms // 1000, dtype=np.int64),
-        "bid_depth_100bp": np.nan,  # klines carry no order book
-        "ask_depth_100bp": np.nan,
-    })
+    candles = pd.DataFrame(
+        {
+            "ts": klines["open_time"].to_numpy(dtype=np.int64),
+            "open": klines["open"].to_numpy(dtype=np.float64),
+            "high": klines["high"].to_numpy(dtype=np.float64),
+            "low": klines["low"].to_numpy(dtype=np.float64),
+            "close": close,
+            "vwap": vwap,
+            "volume": volume,
+            "quote_volume": quote,
+            "trades": klines["count"].to_numpy(dtype=np.float64),
+            "buy_volume": klines["taker_buy_volume"].to_numpy(dtype=np.float64),
+            "seconds": np.full(len(klines), interval_ms // 1000, dtype=np.int64),
+            "bid_depth_100bp": np.nan,  # klines carry no order book
+            "ask_depth_100bp": np.nan,
+        }
+    )
     return candles[list(MINUTE_COLUMNS)]
 
 
@@ -54,8 +66,11 @@ def resample(frame: pd.DataFrame, interval_ms: int, spacing_ms: int = 1000) -> p
     grouped = frame.drop(columns=["ts"]).groupby(bucket, sort=True)
     out = {}
     for column in frame.columns:
-        if column == "ts" or not pd.api.types.is_numeric_dtype(frame[column].dtype) and \
-                not pd.api.types.is_bool_dtype(frame[column].dtype):
+        if (
+            column == "ts"
+            or not pd.api.types.is_numeric_dtype(frame[column].dtype)
+            and not pd.api.types.is_bool_dtype(frame[column].dtype)
+        ):
             continue
         if column == "open":
             out[column] = grouped[column].first()
@@ -63,9 +78,7 @@ def resample(frame: pd.DataFrame, interval_ms: int, spacing_ms: int = 1000) -> p
             out[column] = grouped[column].max()
         elif column == "low":
             out[column] = grouped[column].min()
-        elif column in _SUM:
-            out[column] = grouped[column].sum()
-        elif column == "seconds":
+        elif column in _SUM or column == "seconds":
             out[column] = grouped[column].sum()
         else:
             out[column] = grouped[column].last()
@@ -76,7 +89,8 @@ def resample(frame: pd.DataFrame, interval_ms: int, spacing_ms: int = 1000) -> p
         volume = result["volume"].to_numpy(dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             result["vwap"] = np.where(
-                volume > 0, result["quote_volume"].to_numpy(dtype=np.float64) / volume,
+                volume > 0,
+                result["quote_volume"].to_numpy(dtype=np.float64) / volume,
                 result["close"].to_numpy(dtype=np.float64),
             )
     result.insert(0, "ts", result.index.to_numpy(dtype=np.int64))
@@ -129,7 +143,9 @@ def merge_sources(
     return merged
 
 
-def source_frame(merged: pd.DataFrame, name: str, columns: tuple[str, ...] = MINUTE_COLUMNS) -> pd.DataFrame:
+def source_frame(
+    merged: pd.DataFrame, name: str, columns: tuple[str, ...] = MINUTE_COLUMNS
+) -> pd.DataFrame:
     """Take one source back out of a merged frame, unprefixed, in the given schema (NaN if absent)."""
     out = pd.DataFrame({"ts": merged["ts"].to_numpy()})
     for column in columns:

@@ -67,37 +67,51 @@ def write_pr_svg(
         return f"{margin + recall * plot_w:.1f},{margin + (1 - precision) * plot_h:.1f}"
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif" font-size="12">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="sans-serif" font-size="12">'
+        ),
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="14">{escape(title)}</text>',
-        f'<rect x="{margin}" y="{margin}" width="{plot_w}" height="{plot_h}" fill="none" '
-        'stroke="#333"/>',
+        (
+            f'<rect x="{margin}" y="{margin}" width="{plot_w}" height="{plot_h}" fill="none" '
+            'stroke="#333"/>'
+        ),
     ]
     for tick in np.linspace(0, 1, 6):
         x, y = margin + tick * plot_w, margin + (1 - tick) * plot_h
-        parts.append(f'<line x1="{x:.1f}" y1="{margin}" x2="{x:.1f}" y2="{margin + plot_h}" '
-                     'stroke="#eee"/>')
-        parts.append(f'<line x1="{margin}" y1="{y:.1f}" x2="{margin + plot_w}" y2="{y:.1f}" '
-                     'stroke="#eee"/>')
-        parts.append(f'<text x="{x:.1f}" y="{margin + plot_h + 16}" text-anchor="middle">'
-                     f"{tick:.1f}</text>")
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{margin}" x2="{x:.1f}" y2="{margin + plot_h}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<line x1="{margin}" y1="{y:.1f}" x2="{margin + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{x:.1f}" y="{margin + plot_h + 16}" text-anchor="middle">{tick:.1f}</text>'
+        )
         parts.append(f'<text x="{margin - 8}" y="{y + 4:.1f}" text-anchor="end">{tick:.1f}</text>')
     parts.append(f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">recall</text>')
-    parts.append(f'<text x="16" y="{height / 2}" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {height / 2})">precision</text>')
+    parts.append(
+        f'<text x="16" y="{height / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {height / 2})">precision</text>'
+    )
     if base_rate is not None and np.isfinite(base_rate):
-        parts.append(f'<polyline points="{xy(0, base_rate)} {xy(1, base_rate)}" fill="none" '
-                     'stroke="#999" stroke-dasharray="4 4"/>')
+        parts.append(
+            f'<polyline points="{xy(0, base_rate)} {xy(1, base_rate)}" fill="none" '
+            'stroke="#999" stroke-dasharray="4 4"/>'
+        )
     for i, (name, (precision, recall)) in enumerate(curves.items()):
         colour = _COLOURS[i % len(_COLOURS)]
         step = max(len(recall) // 2000, 1)  # a few thousand points are plenty for a plot
         points = " ".join(xy(r, p) for r, p in zip(recall[::step], precision[::step], strict=True))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                     'stroke-width="1.5"/>')
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+        )
         ly = margin + 16 + 16 * i
-        parts.append(f'<text x="{margin + plot_w - 8}" y="{ly}" text-anchor="end" '
-                     f'fill="{colour}">{escape(name)}</text>')
+        parts.append(
+            f'<text x="{margin + plot_w - 8}" y="{ly}" text-anchor="end" '
+            f'fill="{colour}">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")

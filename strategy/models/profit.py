@@ -105,7 +105,9 @@ def simulate_trades(
     if not net:
         return TradeStats(0, 0.0, 0.0, 0.0)
     values = np.array(net)
-    return TradeStats(len(values), float(values.sum()), float((values > 0).mean()), float(values.mean()))
+    return TradeStats(
+        len(values), float(values.sum()), float((values > 0).mean()), float(values.mean())
+    )
 
 
 def choose_threshold(

@@ -74,7 +74,9 @@ def load_coin_models(models_dir: Path, symbol: str, plan: FeaturePlan) -> list[L
     if not root.is_dir():
         return []
     models = []
-    for bundle_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for bundle_dir in sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
         models.append(load_live_model(bundle_dir, plan))
     return models
 

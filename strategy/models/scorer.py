@@ -120,7 +120,9 @@ class FastScorer:
             vector = self._buffer
         if vector.shape[0] != self.n_features:
             raise ScorerError(f"vector has {vector.shape[0]} values, model has {self.n_features}")
-        code = self._predict(self._fast.handle, vector.ctypes.data, self._out_len_ref, self._out_ptr)
+        code = self._predict(
+            self._fast.handle, vector.ctypes.data, self._out_len_ref, self._out_ptr
+        )
         if code != 0:
             _check(code)
         return float(self._out[0])
@@ -163,5 +165,5 @@ class FastScorer:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown may have unloaded ctypes
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown may have unloaded ctypes
             pass

@@ -81,7 +81,9 @@ def apply_trial(
     for path, value in values.items():
         head = path.split(".")[0]
         if head not in tree:
-            raise KeyError(f"sweep path {path!r} must start with features, label, lightgbm or train")
+            raise KeyError(
+                f"sweep path {path!r} must start with features, label, lightgbm or train"
+            )
         set_path(tree, path, value)
     new_label = parse_label(tree["label"])
     new_train = TrainConfig.model_validate({**tree["train"], "lightgbm": tree["lightgbm"]})
@@ -118,10 +120,18 @@ def run_sweep(
     seed = None if settings.seed is None else settings.seed + len(study.trials)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     tracker = Tracker(tracking_uri or models.resolved_tracking_uri(), models.experiment)
-    parent = tracker.start(f"sweep-{study_name}", {"kind": "sweep", "study": study_name,
-                                                    "symbol": symbol.upper(), "label": label.label})
-    tracker.log(parent, params={"space": {k: v.model_dump() for k, v in settings.space.items()},
-                                "objective": settings.objective, "storage": _redacted(storage)})
+    parent = tracker.start(
+        f"sweep-{study_name}",
+        {"kind": "sweep", "study": study_name, "symbol": symbol.upper(), "label": label.label},
+    )
+    tracker.log(
+        parent,
+        params={
+            "space": {k: v.model_dump() for k, v in settings.space.items()},
+            "objective": settings.objective,
+            "storage": _redacted(storage),
+        },
+    )
 
     def objective(trial: optuna.Trial) -> float:
         values = {path: suggest(trial, path, space) for path, space in settings.space.items()}
@@ -130,11 +140,16 @@ def run_sweep(
         try:
             data = build_dataset(candles, spec, trial_label)
             report = run_train(
-                candles, symbol=symbol, feature_set=spec, label=trial_label, models=trial_models,
-                tracking_uri=tracking_uri, run_name=f"{study_name}-trial-{trial.number}",
-                extra_tags={"kind": "sweep-trial", "study": study_name,
-                            "trial": str(trial.number)},
-                parent_run_id=parent, data=data,
+                candles,
+                symbol=symbol,
+                feature_set=spec,
+                label=trial_label,
+                models=trial_models,
+                tracking_uri=tracking_uri,
+                run_name=f"{study_name}-trial-{trial.number}",
+                extra_tags={"kind": "sweep-trial", "study": study_name, "trial": str(trial.number)},
+                parent_run_id=parent,
+                data=data,
             )
         except TrainingError as exc:
             trial.set_user_attr("skipped", str(exc))
@@ -147,10 +162,18 @@ def run_sweep(
         study.optimize(objective, n_trials=trials or settings.trials)
     finally:
         tracker.finish(parent)
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                 and t.value is not None and math.isfinite(t.value)]
-    best = max(completed, key=lambda t: t.value if settings.direction == "maximize" else -t.value,  # type: ignore[arg-type, operator]
-               default=None)
+    completed = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and t.value is not None
+        and math.isfinite(t.value)
+    ]
+    best = max(
+        completed,
+        key=lambda t: t.value if settings.direction == "maximize" else -t.value,  # type: ignore[arg-type, operator]
+        default=None,
+    )
     return SweepReport(
         study=study_name,
         storage=_redacted(storage),

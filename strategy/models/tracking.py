@@ -12,6 +12,7 @@ the artifact path `bundle/`, which `tickloop promote RUN` installs.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ class Tracker:
             metrics=[
                 Metric(k, float(v), 0, 0)
                 for k, v in (metrics or {}).items()
-                if v is not None and v == v and abs(float(v)) != float("inf")
+                if v is not None and math.isfinite(float(v))
             ],
             params=[Param(k, v[:_MAX_PARAM_CHARS]) for k, v in flat.items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],

@@ -78,7 +78,9 @@ def predict_baseline(model: Pipeline, features: np.ndarray) -> np.ndarray:
     return model.predict_proba(finite)[:, 1]
 
 
-def train_model(data: LabelledData, config: TrainConfig, rows: np.ndarray | None = None) -> TrainedModel:
+def train_model(
+    data: LabelledData, config: TrainConfig, rows: np.ndarray | None = None
+) -> TrainedModel:
     """Train on the first part of `rows` (default: all), validate on the last, pick a threshold."""
     rows = np.arange(len(data)) if rows is None else rows
     purge = data.label.horizon_rows if config.purge_rows is None else config.purge_rows
@@ -140,7 +142,9 @@ def train_model(data: LabelledData, config: TrainConfig, rows: np.ndarray | None
     )
 
 
-def profit_at(scores: np.ndarray, threshold: float, data: LabelledData, rows: np.ndarray, fee_pct: float) -> float:
+def profit_at(
+    scores: np.ndarray, threshold: float, data: LabelledData, rows: np.ndarray, fee_pct: float
+) -> float:
     """Simulated net profit (%) of trading `rows` (contiguous) at a threshold."""
     return simulate_trades(scores, threshold, data.outcomes.take(rows), fee_pct).profit_pct
 

@@ -49,7 +49,9 @@ class WalkForwardResult:
     metrics: dict[str, float]
 
 
-def walk_forward(data: LabelledData, config: TrainConfig, progress: bool = False) -> WalkForwardResult:
+def walk_forward(
+    data: LabelledData, config: TrainConfig, progress: bool = False
+) -> WalkForwardResult:
     """Run the walk-forward evaluation over the whole dataset."""
     settings = config.walk_forward
     purge = data.label.horizon_rows if config.purge_rows is None else config.purge_rows
@@ -79,8 +81,17 @@ def walk_forward(data: LabelledData, config: TrainConfig, progress: bool = False
         except TrainingError as exc:
             parts.append((test_rows, np.full(len(test_rows), np.nan), NO_TRADE_THRESHOLD))
             steps.append(
-                WalkForwardStep(train_from, train_end, test_start, test_end, NO_TRADE_THRESHOLD,
-                                len(test_rows), 0, 0.0, skipped=str(exc))
+                WalkForwardStep(
+                    train_from,
+                    train_end,
+                    test_start,
+                    test_end,
+                    NO_TRADE_THRESHOLD,
+                    len(test_rows),
+                    0,
+                    0.0,
+                    skipped=str(exc),
+                )
             )
             continue
         scores = trained.booster.predict(data.features[test_rows])
@@ -89,13 +100,27 @@ def walk_forward(data: LabelledData, config: TrainConfig, progress: bool = False
         )
         parts.append((test_rows, scores, trained.threshold))
         steps.append(
-            WalkForwardStep(train_from, train_end, test_start, test_end, trained.threshold,
-                            len(test_rows), stats.trades, stats.profit_pct)
+            WalkForwardStep(
+                train_from,
+                train_end,
+                test_start,
+                test_end,
+                trained.threshold,
+                len(test_rows),
+                stats.trades,
+                stats.profit_pct,
+            )
         )
     rows = np.concatenate([p[0] for p in parts])
     scores = np.concatenate([p[1] for p in parts])
     thresholds = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
-    return WalkForwardResult(tuple(steps), rows, scores, thresholds, _metrics(data, config, rows, scores, thresholds, steps))
+    return WalkForwardResult(
+        tuple(steps),
+        rows,
+        scores,
+        thresholds,
+        _metrics(data, config, rows, scores, thresholds, steps),
+    )
 
 
 def _metrics(

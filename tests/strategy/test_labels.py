@@ -41,7 +41,9 @@ def reference_forward(frame: pd.DataFrame, horizon: int, pct: float, up: bool) -
     return out
 
 
-def reference_highlow2(frame: pd.DataFrame, horizon: int, pct: float, tol: float, up: bool) -> np.ndarray:
+def reference_highlow2(
+    frame: pd.DataFrame, horizon: int, pct: float, tol: float, up: bool
+) -> np.ndarray:
     close, high, low = (frame[c].to_numpy() for c in ("close", "high", "low"))
     out = np.full(len(frame), np.nan)
     for t in range(len(frame) - horizon):
@@ -61,7 +63,9 @@ def reference_highlow2(frame: pd.DataFrame, horizon: int, pct: float, tol: float
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])
-def test_forward_label_matches_a_plain_loop_on_real_klines(fil_days: pd.DataFrame, direction: str) -> None:
+def test_forward_label_matches_a_plain_loop_on_real_klines(
+    fil_days: pd.DataFrame, direction: str
+) -> None:
     label = ForwardLabel(direction=direction, horizon=30, threshold_pct=0.4)
     got = label.compute(fil_days)
     expected = reference_forward(fil_days, 30, 0.4, direction == "up")
@@ -70,10 +74,14 @@ def test_forward_label_matches_a_plain_loop_on_real_klines(fil_days: pd.DataFram
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])
-def test_highlow2_matches_a_plain_loop_on_real_klines(fil_days: pd.DataFrame, direction: str) -> None:
+def test_highlow2_matches_a_plain_loop_on_real_klines(
+    fil_days: pd.DataFrame, direction: str
+) -> None:
     label = HighLow2Label(direction=direction, horizon=45, threshold_pct=0.5, tolerance=0.4)
     got = label.compute(fil_days)
-    np.testing.assert_array_equal(got, reference_highlow2(fil_days, 45, 0.5, 0.4, direction == "up"))
+    np.testing.assert_array_equal(
+        got, reference_highlow2(fil_days, 45, 0.5, 0.4, direction == "up")
+    )
     forward = ForwardLabel(direction=direction, horizon=45, threshold_pct=0.5).compute(fil_days)
     known = ~np.isnan(got)
     assert (got[known] <= forward[known]).all() and (got[known] < forward[known]).any()
@@ -110,7 +118,9 @@ def test_topbot2_tops_by_hand() -> None:
     # Worked out by hand: top 120 (drops of 10 % on both sides: 105 -> 120 -> 100), band 5 %
     # (>= 114): bars 3-4; top 115 (100 -> 115 -> 95), band >= 109.25: bar 9. Bar 12 comes after
     # the last confirmation (bar 11) and is undecided.
-    got = TopBot2Label(function="top", level_pct=10, tolerance=0.5).compute(pd.DataFrame({"close": close}))
+    got = TopBot2Label(function="top", level_pct=10, tolerance=0.5).compute(
+        pd.DataFrame({"close": close})
+    )
     np.testing.assert_array_equal(got, [0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, np.nan])
 
 
@@ -118,13 +128,17 @@ def test_topbot2_bottoms_by_hand() -> None:
     close = [100, 95, 88, 80, 82, 90, 100, 96, 91, 85, 92, 105, 100]
     # Bottom 80 (95 -> 80 -> 90, both > 88), band <= 84: bars 3-4; bottom 85 (96 -> 85 -> 105,
     # both > 93.5), band <= 89.25: bar 9.
-    got = TopBot2Label(function="bot", level_pct=10, tolerance=0.5).compute(pd.DataFrame({"close": close}))
+    got = TopBot2Label(function="bot", level_pct=10, tolerance=0.5).compute(
+        pd.DataFrame({"close": close})
+    )
     np.testing.assert_array_equal(got, [0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, np.nan])
 
 
 def test_topbot2_a_swing_smaller_than_the_level_is_no_top() -> None:
     close = [100, 104, 100, 104, 100, 104, 100]
-    got = TopBot2Label(function="top", level_pct=5, tolerance=0.5).compute(pd.DataFrame({"close": close}))
+    got = TopBot2Label(function="top", level_pct=5, tolerance=0.5).compute(
+        pd.DataFrame({"close": close})
+    )
     assert np.isnan(got).all()  # nothing confirmed: nothing decided
 
 
@@ -132,8 +146,12 @@ def test_labels_config_defaults_names_and_errors() -> None:
     config = LabelsConfig()
     assert [g.label for g in config.generators] == ["up_1pct_60", "down_1pct_60"]
     config = LabelsConfig.model_validate(
-        {"generators": [{"kind": "highlow2", "direction": "down", "threshold_pct": 2, "horizon": 30},
-                        {"kind": "topbot2", "function": "top", "name": "tops"}]}
+        {
+            "generators": [
+                {"kind": "highlow2", "direction": "down", "threshold_pct": 2, "horizon": 30},
+                {"kind": "topbot2", "function": "top", "name": "tops"},
+            ]
+        }
     )
     assert config.get("hl2_down_2pct_30_tol0.5").side == -1
     assert config.get("tops").side == -1
@@ -145,8 +163,10 @@ def test_labels_config_defaults_names_and_errors() -> None:
         parse_label({"kind": "forward", "horizon": 0})
     with pytest.raises(ValidationError, match="extra"):
         parse_label({"kind": "forward", "horizn": 5})
-    frame = compute_labels(pd.DataFrame({"close": [1.0, 2.0], "high": [1.0, 2.0], "low": [1.0, 2.0]}),
-                           [ForwardLabel(horizon=1)])
+    frame = compute_labels(
+        pd.DataFrame({"close": [1.0, 2.0], "high": [1.0, 2.0], "low": [1.0, 2.0]}),
+        [ForwardLabel(horizon=1)],
+    )
     assert list(frame.columns) == ["up_1pct_1"]
 
 
@@ -157,7 +177,12 @@ SMALL_SET = FeatureSetSpec.model_validate(
             {"kind": "talib", "name": "RSI", "windows": [14]},
             {"kind": "talib", "name": "MACD"},
             {"kind": "book", "features": ["taker_buy_share", "trade_intensity"], "flow_window": 10},
-            {"kind": "stats", "columns": ["close", "volume"], "windows": [20], "stats": ["std", "slope"]},
+            {
+                "kind": "stats",
+                "columns": ["close", "volume"],
+                "windows": [20],
+                "stats": ["std", "slope"],
+            },
         ],
     }
 )
@@ -171,14 +196,18 @@ def shuffled_future(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("n", "seed"), [(200, 1), (1500, 2), (3000, 3)])
-def test_shuffling_future_rows_never_changes_a_feature_value(fil_days: pd.DataFrame, n: int, seed: int) -> None:
+def test_shuffling_future_rows_never_changes_a_feature_value(
+    fil_days: pd.DataFrame, n: int, seed: int
+) -> None:
     original = compute_batch(fil_days, SMALL_SET).to_numpy()
     shuffled = compute_batch(shuffled_future(fil_days, n, seed), SMALL_SET).to_numpy()
     assert np.array_equal(original[:n], shuffled[:n], equal_nan=True)
     assert not np.array_equal(original[n:], shuffled[n:], equal_nan=True)  # the shuffle bites
 
 
-def test_shuffling_future_rows_changes_labels_but_never_the_training_features(fil_days: pd.DataFrame) -> None:
+def test_shuffling_future_rows_changes_labels_but_never_the_training_features(
+    fil_days: pd.DataFrame,
+) -> None:
     label = ForwardLabel(horizon=30, threshold_pct=0.3)
     n = 2000
     before = build_dataset(fil_days, SMALL_SET, label)

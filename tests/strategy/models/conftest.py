@@ -10,6 +10,7 @@ import pytest
 from exchange.history import read_kline_csv
 from strategy.models.merge import klines_to_candles
 
+
 @pytest.fixture(scope="session")
 def fil_klines(shared_data: Path) -> pd.DataFrame:
     """Two weeks of real USDⓈ-M FILUSDT one-minute klines (2023-08-01 .. 08-14)."""

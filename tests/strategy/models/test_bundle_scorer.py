@@ -42,11 +42,18 @@ def booster(data: LabelledData) -> lgb.Booster:
     return train_model(data, FAST_TRAIN).booster
 
 
-def make_bundle(path: Path, booster: lgb.Booster, label: ForwardLabel = UP, threshold: float = 0.6) -> Path:
+def make_bundle(
+    path: Path, booster: lgb.Booster, label: ForwardLabel = UP, threshold: float = 0.6
+) -> Path:
     write_bundle(
-        path, booster.model_to_string(), symbol="FILUSDT", plan=compile_feature_set(SMALL_FEATURES),
-        label=label_manifest(label), threshold=threshold,
-        training={"train_start_ms": 1, "train_end_ms": 2}, metrics={"val_roc_auc": 0.6},
+        path,
+        booster.model_to_string(),
+        symbol="FILUSDT",
+        plan=compile_feature_set(SMALL_FEATURES),
+        label=label_manifest(label),
+        threshold=threshold,
+        training={"train_start_ms": 1, "train_end_ms": 2},
+        metrics={"val_roc_auc": 0.6},
     )
     return path
 
@@ -84,8 +91,13 @@ def test_a_changed_manifest_is_refused(tmp_path: Path, booster: lgb.Booster) -> 
 def test_other_features_are_refused_by_name(tmp_path: Path, booster: lgb.Booster) -> None:
     path = make_bundle(tmp_path / "b", booster)
     other = FeatureSetSpec.model_validate(
-        {**SMALL_FEATURES.model_dump(), "generators": [*SMALL_FEATURES.model_dump()["generators"][:-1],
-                                                       {"kind": "stats", "windows": [16, 60], "stats": ["std", "slope"]}]}
+        {
+            **SMALL_FEATURES.model_dump(),
+            "generators": [
+                *SMALL_FEATURES.model_dump()["generators"][:-1],
+                {"kind": "stats", "windows": [16, 60], "stats": ["std", "slope"]},
+            ],
+        }
     )
     with pytest.raises(BundleError, match="feature-set hash mismatch"):
         read_bundle(path, compile_feature_set(other))
@@ -102,13 +114,17 @@ def test_missing_pieces_are_named(tmp_path: Path, booster: lgb.Booster) -> None:
         read_bundle(path)
 
 
-def test_fast_scorer_equals_booster_predict_on_real_rows(booster: lgb.Booster, data: LabelledData) -> None:
+def test_fast_scorer_equals_booster_predict_on_real_rows(
+    booster: lgb.Booster, data: LabelledData
+) -> None:
     scorer = FastScorer(booster, data.feature_names)
     rows = data.features[::7].copy()
     rows[::5, 2] = np.nan  # missing values (an invalid book, a gap) take LightGBM's NaN branch
     fast = np.array([scorer.score(row) for row in rows])
     np.testing.assert_array_equal(fast, booster.predict(rows))
-    assert scorer.score(rows[3].astype(np.float32)) == pytest.approx(booster.predict(rows[3:4].astype(np.float32))[0], abs=1e-7)
+    assert scorer.score(rows[3].astype(np.float32)) == pytest.approx(
+        booster.predict(rows[3:4].astype(np.float32))[0], abs=1e-7
+    )
     with pytest.raises(Exception, match="values"):
         scorer.score(rows[0][:-1])
 
@@ -120,10 +136,14 @@ def test_explanation_is_lightgbm_contributions(booster: lgb.Booster, data: Label
     reference = booster.predict(row[None, :], pred_contrib=True)[0]
     order = np.argsort(-np.abs(reference[:-1]))[:3]
     assert [c.feature for c in explanation.top] == [data.feature_names[i] for i in order]
-    np.testing.assert_allclose([c.contribution for c in explanation.top], reference[order], rtol=1e-12)
+    np.testing.assert_allclose(
+        [c.contribution for c in explanation.top], reference[order], rtol=1e-12
+    )
     assert explanation.expected_raw == pytest.approx(reference[-1], abs=1e-12)
     assert explanation.score == pytest.approx(1 / (1 + np.exp(-reference.sum())), abs=1e-12)
-    assert explanation.raw_score == pytest.approx(booster.predict(row[None, :], raw_score=True)[0], abs=1e-9)
+    assert explanation.raw_score == pytest.approx(
+        booster.predict(row[None, :], raw_score=True)[0], abs=1e-9
+    )
 
 
 def test_combined_score_is_rise_minus_fall() -> None:

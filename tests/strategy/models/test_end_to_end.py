@@ -37,8 +37,14 @@ async def test_download_to_live_scores(shared_data: Path, tmp_path: Path) -> Non
     try:
         start = int(server.minutes[("usdm", "FILUSDT")]["open_time"].iloc[0])
         result = await download_klines(
-            Market.USDM, "FILUSDT", "1m", start, start + 14 * DAY, tmp_path / "klines",
-            base_url=f"http://127.0.0.1:{runner.addresses[0][1]}", progress=False,
+            Market.USDM,
+            "FILUSDT",
+            "1m",
+            start,
+            start + 14 * DAY,
+            tmp_path / "klines",
+            base_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
+            progress=False,
         )
     finally:
         await runner.cleanup()
@@ -50,8 +56,14 @@ async def test_download_to_live_scores(shared_data: Path, tmp_path: Path) -> Non
     candles = source_frame(merged, "usdm")
 
     models = ModelsConfig(dir=tmp_path / "models", train=FAST_TRAIN)
-    report = run_train(candles, symbol="FILUSDT", feature_set=SMALL_FEATURES, label=LABEL,
-                       models=models, walk_forward_eval=True)
+    report = run_train(
+        candles,
+        symbol="FILUSDT",
+        feature_set=SMALL_FEATURES,
+        label=LABEL,
+        models=models,
+        walk_forward_eval=True,
+    )
     assert report.walk_forward is not None and len(report.walk_forward.steps) == 5
     for key in ("val_roc_auc", "val_profit_pct", "wf_roc_auc", "wf_profit_pct", "baseline_roc_auc"):
         assert np.isfinite(report.metrics[key]), key
@@ -61,7 +73,9 @@ async def test_download_to_live_scores(shared_data: Path, tmp_path: Path) -> Non
     run = runs[0]
     assert run.tags["feature_set_hash"] == compile_feature_set(SMALL_FEATURES).hash
     warm_minutes = compile_feature_set(SMALL_FEATURES).warmup_rows - 1  # first warm bar
-    assert run.tags["data_start"] == f"2023-08-01T{warm_minutes // 60:02d}:{warm_minutes % 60:02d}:00Z"
+    assert (
+        run.tags["data_start"] == f"2023-08-01T{warm_minutes // 60:02d}:{warm_minutes % 60:02d}:00Z"
+    )
     assert run.metrics["wf_trades"] == report.metrics["wf_trades"]
     artifacts = {a.path for a in models_client(models).list_artifacts(run.run_id)}
     assert {"precision_recall.svg", "bundle", "walk_forward_steps.csv"} <= artifacts
@@ -82,16 +96,23 @@ async def test_download_to_live_scores(shared_data: Path, tmp_path: Path) -> Non
     assert streamed[0][0] == plan.warmup_rows - 1
     batch_features = compute_batch(candles, plan).to_numpy()
     rows = np.array([i for i, _ in streamed])
-    batch_scores = lgb.Booster(model_file=str(installed / "model.txt")).predict(batch_features[rows])
+    batch_scores = lgb.Booster(model_file=str(installed / "model.txt")).predict(
+        batch_features[rows]
+    )
     np.testing.assert_allclose([s for _, s in streamed], batch_scores, rtol=0, atol=1e-9)
     assert len(streamed) == len(candles) - plan.warmup_rows + 1
 
-    other = FeatureSetSpec.model_validate({**SMALL_FEATURES.model_dump(), "generators": SMALL_FEATURES.model_dump()["generators"][:-1]})
+    other = FeatureSetSpec.model_validate(
+        {
+            **SMALL_FEATURES.model_dump(),
+            "generators": SMALL_FEATURES.model_dump()["generators"][:-1],
+        }
+    )
     with pytest.raises(BundleError, match="feature-set hash mismatch"):
         load_live_model(installed, compile_feature_set(other))
 
 
-def models_client(models: ModelsConfig):  # noqa: ANN201 - the MLflow client, for artifact listing
+def models_client(models: ModelsConfig):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=models.resolved_tracking_uri())

@@ -44,8 +44,12 @@ def test_short_outcomes_mirror_long_ones() -> None:
 
 
 def test_label_trade_rules() -> None:
-    assert ForwardLabel(direction="down", horizon=30, threshold_pct=0.7).trade_rule() == TradeRule(-1, 0.7, None, 30)
-    assert HighLow2Label(horizon=10, threshold_pct=2, tolerance=0.25).trade_rule() == TradeRule(1, 2, 0.5, 10)
+    assert ForwardLabel(direction="down", horizon=30, threshold_pct=0.7).trade_rule() == TradeRule(
+        -1, 0.7, None, 30
+    )
+    assert HighLow2Label(horizon=10, threshold_pct=2, tolerance=0.25).trade_rule() == TradeRule(
+        1, 2, 0.5, 10
+    )
 
 
 def test_one_position_at_a_time_and_fees() -> None:

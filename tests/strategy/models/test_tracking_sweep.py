@@ -24,9 +24,13 @@ def week(fil_candles: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_runs_are_listed_by_metric_and_promoted(week: pd.DataFrame, tmp_path: Path) -> None:
-    models = ModelsConfig(dir=tmp_path / "models", train=FAST_TRAIN.model_copy(update={"baseline": False}))
-    reports = [run_train(week, symbol="filusdt", feature_set=SMALL_FEATURES, label=label, models=models)
-               for label in (UP, DOWN)]
+    models = ModelsConfig(
+        dir=tmp_path / "models", train=FAST_TRAIN.model_copy(update={"baseline": False})
+    )
+    reports = [
+        run_train(week, symbol="filusdt", feature_set=SMALL_FEATURES, label=label, models=models)
+        for label in (UP, DOWN)
+    ]
     runs = list_models(models, metric="val_roc_auc")
     aucs = [r.metrics["val_roc_auc"] for r in runs]
     assert aucs == sorted(aucs, reverse=True) and len(runs) == 2
@@ -51,9 +55,15 @@ def test_runs_are_listed_by_metric_and_promoted(week: pd.DataFrame, tmp_path: Pa
 
 def test_trial_values_land_in_the_definitions() -> None:
     spec, label, train = apply_trial(
-        {"label.threshold_pct": 0.7, "lightgbm.num_leaves": 9, "features.generators.4.windows": [10, 30],
-         "train.validation_fraction": 0.3},
-        SMALL_FEATURES, UP, FAST_TRAIN,
+        {
+            "label.threshold_pct": 0.7,
+            "lightgbm.num_leaves": 9,
+            "features.generators.4.windows": [10, 30],
+            "train.validation_fraction": 0.3,
+        },
+        SMALL_FEATURES,
+        UP,
+        FAST_TRAIN,
     )
     assert label.threshold_pct == 0.7 and label.horizon == UP.horizon
     assert train.lightgbm.num_leaves == 9 and train.validation_fraction == 0.3
@@ -64,13 +74,20 @@ def test_trial_values_land_in_the_definitions() -> None:
 
 def test_sweep_trials_are_mlflow_runs_in_a_shared_study(week: pd.DataFrame, tmp_path: Path) -> None:
     sweep = SweepConfig(
-        trials=2, study="fil-up", objective="val_roc_auc",
-        space={"label.threshold_pct": SweepSpace(low=0.3, high=0.6),
-               "lightgbm.num_leaves": SweepSpace(low=4, high=16, integer=True),
-               "features.generators.4.windows": SweepSpace(choices=([15, 60], [10, 30]))},
+        trials=2,
+        study="fil-up",
+        objective="val_roc_auc",
+        space={
+            "label.threshold_pct": SweepSpace(low=0.3, high=0.6),
+            "lightgbm.num_leaves": SweepSpace(low=4, high=16, integer=True),
+            "features.generators.4.windows": SweepSpace(choices=([15, 60], [10, 30])),
+        },
     )
-    models = ModelsConfig(dir=tmp_path / "models",
-                          train=FAST_TRAIN.model_copy(update={"baseline": False}), sweep=sweep)
+    models = ModelsConfig(
+        dir=tmp_path / "models",
+        train=FAST_TRAIN.model_copy(update={"baseline": False}),
+        sweep=sweep,
+    )
     first = run_sweep(week, symbol="FILUSDT", feature_set=SMALL_FEATURES, label=UP, models=models)
     # A second worker (here: the same machine) joins the same study through the same storage.
     second = run_sweep(week, symbol="FILUSDT", feature_set=SMALL_FEATURES, label=UP, models=models)
@@ -78,9 +95,14 @@ def test_sweep_trials_are_mlflow_runs_in_a_shared_study(week: pd.DataFrame, tmp_
     assert len(study.trials) == 4
     trial_runs = list_models(models, kind="sweep-trial", metric="val_roc_auc")
     assert len(trial_runs) == 4
-    assert {r.tags["mlflow.parentRunId"] for r in trial_runs} == {first.parent_run_id, second.parent_run_id}
+    assert {r.tags["mlflow.parentRunId"] for r in trial_runs} == {
+        first.parent_run_id,
+        second.parent_run_id,
+    }
     assert {t.user_attrs["run_id"] for t in study.trials} == {r.run_id for r in trial_runs}
     best_value = max(r.metrics["val_roc_auc"] for r in trial_runs)
     assert second.best_value == best_value
-    assert second.best_run_id in {r.run_id for r in trial_runs if r.metrics["val_roc_auc"] == best_value}
+    assert second.best_run_id in {
+        r.run_id for r in trial_runs if r.metrics["val_roc_auc"] == best_value
+    }
     assert len({str(t.params) for t in study.trials}) == 4  # the second worker drew new values

@@ -27,7 +27,9 @@ def data(fil_candles: pd.DataFrame) -> LabelledData:
     return build_dataset(fil_candles, SMALL_FEATURES, LABEL)
 
 
-def test_dataset_holds_warm_features_and_the_label_separately(fil_candles: pd.DataFrame, data: LabelledData) -> None:
+def test_dataset_holds_warm_features_and_the_label_separately(
+    fil_candles: pd.DataFrame, data: LabelledData
+) -> None:
     plan = compile_feature_set(SMALL_FEATURES)
     features = compute_batch(fil_candles, plan).to_numpy()
     first = plan.warmup_rows - 1
@@ -47,7 +49,9 @@ def test_purged_split_leaves_the_label_horizon_out() -> None:
     assert split.train[-1] + 30 < split.validation[0]
 
 
-def reference_profit(scores: np.ndarray, threshold: float, exit_row: np.ndarray, gross: np.ndarray, fee: float) -> tuple[int, float]:
+def reference_profit(
+    scores: np.ndarray, threshold: float, exit_row: np.ndarray, gross: np.ndarray, fee: float
+) -> tuple[int, float]:
     trades, total, free_from = 0, 0.0, 0
     for t in range(len(scores)):
         if t >= free_from and scores[t] >= threshold and exit_row[t] >= 0:
@@ -72,20 +76,26 @@ def test_train_model_metrics_and_threshold_check_out(data: LabelledData) -> None
     block = split.validation
     all_scores = np.full(len(block), -np.inf)
     all_scores[np.searchsorted(block, trained.validation_rows)] = scores
-    exit_row = np.where(data.outcomes.exit_row[block] >= 0, data.outcomes.exit_row[block] - block[0], -1)
-    trades, profit = reference_profit(all_scores, trained.threshold, exit_row,
-                                      data.outcomes.gross_pct[block], FAST_TRAIN.fee_pct)
+    exit_row = np.where(
+        data.outcomes.exit_row[block] >= 0, data.outcomes.exit_row[block] - block[0], -1
+    )
+    trades, profit = reference_profit(
+        all_scores, trained.threshold, exit_row, data.outcomes.gross_pct[block], FAST_TRAIN.fee_pct
+    )
     assert trades == trained.metrics["val_trades"]
     assert profit == pytest.approx(trained.metrics["val_profit_pct"], abs=1e-9)
     # No candidate threshold of the grid does better with enough trades.
-    for candidate, cand_profit, cand_trades in zip(trained.choice.candidates, trained.choice.profits_pct,
-                                                   trained.choice.trades, strict=True):
+    for candidate, cand_profit, cand_trades in zip(
+        trained.choice.candidates, trained.choice.profits_pct, trained.choice.trades, strict=True
+    ):
         if cand_trades >= FAST_TRAIN.min_trades:
             assert cand_profit <= max(profit, 0.0) + 1e-9, candidate
 
 
 def test_a_label_with_one_class_cannot_train(fil_candles: pd.DataFrame) -> None:
-    never = build_dataset(fil_candles.iloc[:4000], SMALL_FEATURES, ForwardLabel(threshold_pct=50, horizon=5))
+    never = build_dataset(
+        fil_candles.iloc[:4000], SMALL_FEATURES, ForwardLabel(threshold_pct=50, horizon=5)
+    )
     with pytest.raises(TrainingError, match="one class"):
         train_model(never, FAST_TRAIN)
 
@@ -111,5 +121,7 @@ def test_walk_forward_scores_only_unseen_blocks(data: LabelledData) -> None:
     window = data.rows_between(first_ms, step.test_start_ms)
     again = train_model(data, FAST_TRAIN, window[: len(window) - LABEL.horizon])
     block = data.rows_between(step.test_start_ms, step.test_end_ms)
-    np.testing.assert_array_equal(result.scores[: len(block)], again.booster.predict(data.features[block]))
+    np.testing.assert_array_equal(
+        result.scores[: len(block)], again.booster.predict(data.features[block])
+    )
     assert result.thresholds[0] == again.threshold
