@@ -17,8 +17,11 @@ import structlog
 from engine.clock import Clock, LiveClock
 from engine.config import Config
 from engine.model import Market
+from engine.journal import Journal
 from engine.livefeatures import LiveFeatures
+from engine.livemodels import LiveModels
 from engine.marketdata import MarketDataPipeline, SymbolMarketData
+from engine.modes import TradingSink, build_trading, fetch_exchange_info, trades
 from engine.recorder import ParquetCollector, TapeWriter
 from exchange.binance.feed import MarketFeed
 from exchange.binance.urls import BinanceEndpoints, combined_stream_urls, market_streams
@@ -54,7 +57,7 @@ class RowLogger:
 
 
 class App:
-    """One engine: market-data feed, pipeline, optional recorder/collector, heartbeat."""
+    """One engine: feed, pipeline, features, models, trading loop, recorder/collector, heartbeat."""
 
     def __init__(
         self,
@@ -65,6 +68,8 @@ class App:
         collect_to: Path | None = None,
         tick_sizes: dict[str, object] | None = None,
         on_book_changed: Callable[[SymbolMarketData], None] | None = None,
+        exchange_info: list[dict] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or LiveClock()
@@ -72,7 +77,13 @@ class App:
         self.recorder = TapeWriter(record_to) if record_to else None
         self.collector = ParquetCollector(collect_to) if collect_to else None
         self.features = LiveFeatures(config.features, config.market.symbols)
+        self.models = LiveModels(config.models.dir, config.market.symbols, self.features.plans)
+        if self.models.available:
+            self.features.listeners.append(self.models)
         self._row_hooks = [RowLogger(), self.features]
+        self._on_book_changed = on_book_changed
+        self.journal = journal
+        self.trading = None
         if self.collector is not None:
             self._row_hooks.append(self.collector)  # type: ignore[arg-type]
         self.pipeline = MarketDataPipeline(
@@ -81,11 +92,31 @@ class App:
             config.fold,
             request_snapshot=self._request_snapshot,
             on_rows_closed=self._rows_closed,
-            on_book_changed=on_book_changed,
+            on_book_changed=self._book_changed,
             tick_sizes=tick_sizes,
         )
+        self.sink: MarketDataPipeline | TradingSink = self.pipeline
+        if trades(config) and exchange_info is not None:
+            self.attach_trading(exchange_info)
         self.feed: MarketFeed | None = None
         self._stopped = asyncio.Event()
+
+    def attach_trading(self, exchange_info: list[dict]) -> None:
+        """Start trading on the simulated venue (paper, backtest) with these exchangeInfo entries."""
+        self.trading = build_trading(
+            self.config, exchange_info, self.pipeline, self.features,
+            self.models if self.models.available else None, self.journal,
+        )
+        # after LiveFeatures: a row's vectors and scores reach the strategy before its RowClosed
+        self._row_hooks.append(self.trading.on_rows_closed)
+        self.models.listeners.append(self.trading.on_score)
+        self.sink = TradingSink(self.pipeline, self.trading)
+
+    def _book_changed(self, state: SymbolMarketData) -> None:
+        if self._on_book_changed is not None:
+            self._on_book_changed(state)
+        if self.trading is not None:
+            self.trading.on_book(state)
 
     def _request_snapshot(self, symbol: str) -> None:
         if self.feed is not None:
@@ -121,11 +152,13 @@ class App:
         """Run the feed and heartbeat until stop(), the duration, or cancellation; then flush."""
         cfg = self.config
         async with aiohttp.ClientSession() as http:
+            if trades(cfg) and self.trading is None:
+                self.attach_trading(await fetch_exchange_info(cfg, http))
             self.feed = MarketFeed(
                 market=cfg.market.type,
                 endpoints=endpoints_of(cfg),
                 connections=self.connection_specs(),
-                sink=self.pipeline,
+                sink=self.sink,
                 clock=self.clock,
                 http=http,
                 queue_size=cfg.streams.queue_size,
@@ -166,6 +199,8 @@ class App:
             self.recorder.close()
         if self.collector is not None:
             self.collector.close()
+        if self.trading is not None:
+            self.trading.flush()
         self.log.info("stopped", **self.health())
 
     def health(self) -> dict:

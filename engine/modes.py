@@ -1,0 +1,174 @@
+"""The only place that branches on mode: which clock, which market data, which execution venue.
+
+| mode     | clock       | market data                  | venue                        |
+|----------|-------------|------------------------------|------------------------------|
+| paper    | LiveClock   | Binance streams (MarketFeed) | SimulatedVenue (local fills) |
+| backtest | ReplayClock | a recorded tape (iter_replay)| SimulatedVenue               |
+
+Everything downstream — pipeline, features, models, strategy, risk gate, portfolio, journal — is
+the same objects in both; `build_trading` assembles them from exchangeInfo entries (fetched from
+the venue in paper mode, reconstructed from the tape in a backtest, as the loopback simulator
+serves them). Live and testnet venues are not wired yet: those modes watch market data only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from engine.clock import Clock, LiveClock, ReplayClock
+from engine.config import Config
+from engine.events import MarkPriceUpdated, TradePrinted
+from engine.journal import Journal
+from engine.livefeatures import LiveFeatures
+from engine.livemodels import LiveModels
+from engine.marketdata import MarketDataPipeline
+from engine.model import Instrument, Market, instrument_from_exchange_info
+from engine.trading import TradingLoop
+from exchange.simulated import SimulatedVenue
+from exchange.simulated_orders import SimulatedVenueConfig
+from portfolio.portfolio import Portfolio
+from risk.filters import parse_exchange_filters
+from risk.gate import RiskGate
+from strategy.signals import FeatureVector, build_strategy
+
+TRADING_MODES = frozenset({"paper", "backtest"})
+PAPER_QUOTE_BALANCE = Decimal(10_000)  # starting paper/backtest balance of the quote asset
+
+
+def trades(config: Config) -> bool:
+    """True when the mode places orders (on the simulated venue)."""
+    return config.mode in TRADING_MODES
+
+
+def clock_for(config: Config) -> Clock:
+    """Return the clock of the mode: wall clock live, data-driven in a backtest."""
+    return ReplayClock() if config.mode == "backtest" else LiveClock()
+
+
+async def fetch_exchange_info(config: Config, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    """Fetch the configured symbols' exchangeInfo entries from the venue's REST API."""
+    from engine.app import endpoints_of  # the composition root's own endpoint choice
+    from exchange.binance.urls import exchange_info_url
+
+    url = exchange_info_url(endpoints_of(config), config.market.type, config.market.symbols)
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        body = await resp.json(content_type=None)
+    wanted = set(config.market.symbols)
+    return [e for e in body.get("symbols", []) if e.get("symbol") in wanted]
+
+
+def exchange_info_from_tape(tapes: Iterable[Path], symbols: Iterable[str], market: Market) -> list[dict[str, Any]]:
+    """Return the exchangeInfo entries the loopback simulator would serve for these tapes."""
+    from exchange.sim.exchange_info import ExchangeInfoCatalog
+    from exchange.sim.timeline import load_timeline
+
+    catalog = ExchangeInfoCatalog(load_timeline(list(tapes)))
+    entries = [catalog.entry(market, s) for s in symbols]
+    return [e for e in entries if e is not None]
+
+
+class DecoderTap:
+    """Wrap the pipeline's frame decoder and remember the event it decoded last."""
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+        self.last: object = None
+
+    def decode(self, payload: bytes, ts_recv_ns: int) -> object:
+        self.last = event = self._decoder.decode(payload, ts_recv_ns)
+        return event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._decoder, name)
+
+
+class TradingSink:
+    """The frame sink of a trading App: the pipeline first, then the venue sees the event."""
+
+    def __init__(self, pipeline: MarketDataPipeline, loop: TradingLoop) -> None:
+        self.pipeline = pipeline
+        self.loop = loop
+        # TODO(lead): a MarketDataPipeline on_event hook would make this tap unnecessary.
+        self.tap = DecoderTap(pipeline.decoder)
+        pipeline.decoder = self.tap  # type: ignore[assignment]
+
+    def on_frame(self, payload: bytes, ts_recv_ns: int) -> None:
+        self.tap.last = None
+        self.pipeline.on_frame(payload, ts_recv_ns)
+        event = self.tap.last
+        if type(event) is TradePrinted:
+            self.loop.on_trade(event)  # type: ignore[arg-type]
+        elif type(event) is MarkPriceUpdated:
+            self.loop.on_mark_price(event)  # type: ignore[arg-type]
+        self.loop.flush()
+
+    def on_snapshot(self, symbol: str, payload: bytes, ts_recv_ns: int) -> None:
+        self.pipeline.on_snapshot(symbol, payload, ts_recv_ns)
+        self.loop.flush()
+
+    def on_connection_lost(self, symbols: Iterable[str], reason: str) -> None:
+        self.pipeline.on_connection_lost(symbols, reason)
+
+
+def build_trading(
+    config: Config,
+    entries: Iterable[Mapping[str, Any]],
+    pipeline: MarketDataPipeline,
+    features: LiveFeatures,
+    models: LiveModels | None,
+    journal: Journal | None,
+    balances: Mapping[str, Decimal] | None = None,
+) -> TradingLoop:
+    """Assemble strategy, risk gate, simulated venue and portfolio over the shared pipeline."""
+    market = config.market.type
+    entries = [dict(e) for e in entries]
+    instruments: dict[str, Instrument] = {
+        e["symbol"]: instrument_from_exchange_info(e, market) for e in entries
+    }
+    filters = {e["symbol"]: parse_exchange_filters(e, market) for e in entries}
+    missing = sorted(set(config.market.symbols) - set(instruments))
+    if missing:
+        raise ValueError(f"no exchangeInfo for {', '.join(missing)}: cannot trade them")
+    if balances is None:
+        quote = (
+            "USDT" if market is Market.USDM
+            else next(iter(instruments.values())).quote_asset or "USDT"
+        )
+        balances = {quote: PAPER_QUOTE_BALANCE}
+    venue = SimulatedVenue(
+        instruments.values(), balances,
+        SimulatedVenueConfig(market=market, leverage=int(config.risk.leverage)),
+    )
+    portfolio = Portfolio(instruments.values(), balances)
+    strategy = build_strategy(config.strategy, market, model_available=bool(models and models.available))
+
+    def vectors(symbol: str) -> dict[str, FeatureVector]:
+        out = {}
+        for label, plan in features.plans.items():
+            vector = features.latest(symbol, label)
+            if vector is not None:
+                out[label] = FeatureVector(plan.columns, vector, 0)
+        return out
+
+    def model_warm(symbol: str) -> bool:
+        if models is None or symbol not in models.set_label:
+            return True
+        return features.symbols[symbol].by_label[models.set_label[symbol]].warm
+
+    return TradingLoop(
+        strategy=strategy,
+        gate=RiskGate(config.risk, filters),
+        venue=venue,
+        portfolio=portfolio,
+        instruments=instruments,
+        market_data=pipeline.symbols,
+        journal=journal,
+        feature_vectors=vectors,
+        model_warm=model_warm,
+        blocked=dict(models.refused) if models else {},
+    )

@@ -1,0 +1,349 @@
+"""The trading core both paper trading and backtests drive: synchronous, exchange time only.
+
+    market events ─► SimulatedVenue ─► order events ─► journal, portfolio, risk gate (protection)
+    rows / candles / scores ─► strategy ─► requests ─► risk gate ─► SubmitOrder ─► journal ─► venue
+    position changes ─► strategy
+
+`TradingLoop` never reads a clock and never awaits: every input carries its exchange time, and
+the venue is the deterministic `SimulatedVenue`, so the same frames in the same order give the
+same intents and fills whether they come from sockets (paper) or from a tape (backtest).
+Decision time is `max(event close time, venue time)`, so a row closed late by the fold's grace
+never sends an order into the venue's past.
+
+Take-profits: the strategy's `EnterRequest` carries its own take-profit levels and trailing
+callback, but the risk gate owns the protective ladder (`risk.take_profit` r-multiples of the
+stop distance, `risk.trailing`): one place decides what protects a position. The strategy's
+stop distance is passed on and is what the ladder is measured in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import structlog
+
+from engine.events import MarkPriceUpdated, TradePrinted
+from engine.journal import Journal
+from engine.marketdata import SymbolMarketData
+from engine.model import Instrument, Side
+from engine.orders import CancelOrder, Command, OrderEvent, OrderFilled, OrderRejected, SubmitOrder
+from exchange.simulated import SimulatedVenue
+from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
+from risk.checks import AccountView, Denied, MarketView
+from risk.checks import PositionView as RiskPosition
+from risk.config import RiskConfig
+from risk.filters import ExchangeFilters
+from risk.gate import EntryRequest, RiskGate
+from risk.state import EquityObserved
+from strategy.signals import (
+    CandleClosed,
+    EnterRequest,
+    ExitRequest,
+    FeatureVector,
+    PositionClosed,
+    PositionOpened,
+    PositionSide,
+    PositionView,
+    RowClosed,
+    ScoreUpdated,
+    StrategyContext,
+)
+from strategy.signals.factory import Strategy
+
+SECOND_MS, MINUTE_MS = 1_000, 60_000
+
+
+@dataclass
+class TradingStats:
+    requests: int = 0
+    denied: int = 0
+    submitted: int = 0
+    fills: int = 0
+    rejected: int = 0
+    denials: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Open:
+    side: PositionSide
+    entry_ts_ms: int
+
+
+class TradingLoop:
+    """Strategy -> risk gate -> simulated venue -> portfolio and journal, deterministically."""
+
+    def __init__(
+        self,
+        *,
+        strategy: Strategy,
+        gate: RiskGate,
+        venue: SimulatedVenue,
+        portfolio: Portfolio,
+        instruments: Mapping[str, Instrument],
+        market_data: Mapping[str, SymbolMarketData],
+        journal: Journal | None = None,
+        feature_vectors: Callable[[str], Mapping[str, FeatureVector]] | None = None,
+        model_warm: Callable[[str], bool] | None = None,
+        blocked: Mapping[str, str] | None = None,
+        summary_interval_ms: int = MINUTE_MS,
+        equity_interval_ms: int = MINUTE_MS,
+    ) -> None:
+        self.strategy = strategy
+        self.gate = gate
+        self.venue = venue
+        self.portfolio = portfolio
+        self.instruments = dict(instruments)
+        self.market_data = market_data
+        self.journal = journal
+        self._feature_vectors = feature_vectors or (lambda _symbol: {})
+        self._model_warm = model_warm or (lambda _symbol: True)
+        self.blocked = dict(blocked or {})  # symbols never entered (e.g. a refused model bundle)
+        self.log = structlog.get_logger("engine.trading")
+        self.stats = TradingStats()
+        self.scores: dict[str, ScoreUpdated] = {}
+        self.last_price: dict[str, Decimal] = {}
+        self.curve = EquityCurve(equity_interval_ms)
+        self.summary = SummaryTicker(summary_interval_ms)
+        self.summaries: list[str] = []
+        self.day_start_equity = portfolio.equity()
+        self._open: dict[str, _Open] = {}
+        self._candles_seen: dict[str, int] = {}
+        self._pending: deque[OrderEvent] = deque()
+        self.dirty = False  # journal rows written since the last flush
+
+    # -- time --------------------------------------------------------------------------------
+    def _now(self, event_ms: int) -> int:
+        return max(event_ms, self.venue.now_ms)
+
+    # -- market inputs (after the pipeline applied them) ------------------------------------
+    def on_trade(self, trade: TradePrinted) -> None:
+        """Feed a printed trade to the venue (resting fills, stop triggers)."""
+        self.last_price[trade.symbol] = Decimal(repr(trade.price))
+        self._handle(self.venue.on_trade(trade))
+        self._periodic(trade.ts_event_ms)
+
+    def on_mark_price(self, mark: MarkPriceUpdated) -> None:
+        """Feed a futures mark price (funding, mark-triggered stops) to the venue."""
+        self._handle(self.venue.on_mark_price(mark))
+
+    def on_book(self, state: SymbolMarketData) -> None:
+        """Let the venue see a changed book (resting limit crosses)."""
+        ts = state.last_depth_event_ms
+        if ts is not None and state.book_valid:
+            self._handle(self.venue.on_book(state.symbol, state.book, ts))
+
+    # -- data inputs ---------------------------------------------------------------------------
+    def on_rows_closed(self, state: SymbolMarketData, n_rows: int) -> None:
+        """Row hook: RowClosed per closed row, CandleClosed per closed candle, to the strategy."""
+        symbol = state.symbol
+        rows = state.rows
+        for ts in rows.window("ts", min(n_rows, len(rows))):
+            self._to_strategy(RowClosed(symbol, int(ts)), int(ts) + SECOND_MS)
+        seen = self._candles_seen.get(symbol, 0)
+        new = state.candles.total_appended - seen
+        if new:
+            self._candles_seen[symbol] = state.candles.total_appended
+            for ts in state.candles.window("ts", min(new, len(state.candles))):
+                self._to_strategy(CandleClosed(symbol, int(ts)), int(ts) + MINUTE_MS)
+
+    def on_score(self, score: ScoreUpdated) -> None:
+        """Model listener: a fresh score goes to the strategy."""
+        self.scores[score.symbol] = score
+        self._to_strategy(score, score.ts_ms + SECOND_MS)
+
+    # -- strategy -------------------------------------------------------------------------------
+    def context(self, now_ms: int) -> StrategyContext:
+        """Build the strategy's read-only view at now_ms."""
+        md = self.market_data
+        return StrategyContext(
+            now_ms=now_ms,
+            equity=self._equity(),
+            rows={s: st.rows for s, st in md.items()},
+            candles={s: st.candles for s, st in md.items()},
+            features={s: self._feature_vectors(s) for s in md},
+            scores=dict(self.scores),
+            positions=self._position_views(),
+            book_valid={s: st.book_valid for s, st in md.items()},
+        )
+
+    def _to_strategy(self, event, event_ms: int) -> None:  # type: ignore[no-untyped-def]
+        now = self._now(event_ms)
+        for request in self.strategy.on_event(event, self.context(now)):
+            self.stats.requests += 1
+            if isinstance(request, EnterRequest):
+                self._enter(request, now)
+            elif isinstance(request, ExitRequest):
+                self._exit(request, now)
+
+    def _enter(self, request: EnterRequest, now: int) -> None:
+        symbol = request.symbol
+        if symbol in self.blocked:
+            self._deny(symbol, "blocked", self.blocked[symbol])
+            return
+        if self.journal is not None and isinstance(self.scores.get(symbol), ScoreUpdated):
+            self.journal.record_signal(
+                symbol=symbol, ts_ms=now, score=request.confidence, threshold=request.threshold,
+                direction=request.side.value, bundle_id=request.reason, feature_set_hash="",
+                contributions=dict(request.contributions),
+            )
+        entry = EntryRequest(
+            symbol=symbol,
+            side=request.side.entry_side,
+            strength=Decimal(repr(request.strength)),
+            stop_distance=request.stop_distance,
+            reference_price=request.reference_price,
+            ts_ms=now,
+            reason=request.reason,
+        )
+        state = self.market_data.get(symbol)
+        market = MarketView(
+            symbol, state.book_valid if state else False,
+            state.last_depth_event_ms if state else None, self._model_warm(symbol),
+        )
+        decision = self.gate.request_entry(entry, self._account(), market)
+        if isinstance(decision, Denied):
+            self._deny(symbol, decision.reason.value, decision.detail)
+            return
+        self.log.info("entry", symbol=symbol, side=request.side.value, strength=request.strength,
+                      confidence=request.confidence, threshold=request.threshold, ts_ms=now)
+        self._execute(decision.commands)
+
+    def _exit(self, request: ExitRequest, now: int) -> None:
+        symbol = request.symbol
+        position = self.portfolio.positions.get(symbol)
+        if position is None or position.qty == 0:
+            return
+        side = Side.BUY if position.qty > 0 else Side.SELL
+        view = RiskPosition(symbol, side, abs(position.qty), position.avg_price)
+        price = self.last_price.get(symbol, position.avg_price)
+        decision = self.gate.request_exit(view, price, now, request.reason.value)
+        if isinstance(decision, Denied):
+            self._deny(symbol, decision.reason.value, decision.detail)
+            return
+        self._execute(decision.commands)
+
+    def _deny(self, symbol: str, reason: str, detail: str) -> None:
+        self.stats.denied += 1
+        self.stats.denials[reason] = self.stats.denials.get(reason, 0) + 1
+        self.log.info("entry_denied", symbol=symbol, reason=reason, detail=detail)
+
+    # -- commands and order events -------------------------------------------------------------
+    def _execute(self, commands: tuple[Command, ...] | list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, SubmitOrder):
+                if self.journal is not None:  # the intent is durable before the venue hears of it
+                    self.journal.record_intent(command.intent, command.ts_ms)
+                self.stats.submitted += 1
+                events = self.venue.submit(command.intent, self._now(command.ts_ms))
+            elif isinstance(command, CancelOrder):
+                events = self.venue.cancel(command.symbol, command.client_order_id,
+                                           self._now(command.ts_ms))
+            else:
+                continue
+            self._handle(events)
+
+    def _handle(self, events: list[OrderEvent]) -> None:
+        if not events:
+            return
+        # Events queue up so that commands they cause run after the whole batch is folded.
+        draining = bool(self._pending)
+        self._pending.extend(events)
+        if draining:
+            return
+        while self._pending:
+            self._on_order_event(self._pending.popleft())
+
+    def _on_order_event(self, event: OrderEvent) -> None:
+        self.dirty = True
+        if self.journal is not None:
+            self.journal.record_order_event(event)
+        symbol = getattr(event, "symbol", "")
+        was_open = self._is_open(symbol)
+        self.portfolio.apply(event)
+        ts = getattr(event, "ts_event_ms", self.venue.now_ms)
+        if isinstance(event, OrderFilled):
+            self.stats.fills += 1
+            self.last_price.setdefault(symbol, event.price)
+            self.log.info("fill", symbol=symbol, side=event.side.value, price=str(event.price),
+                          quantity=str(event.quantity), client_order_id=event.client_order_id)
+        elif isinstance(event, OrderRejected):
+            self.stats.rejected += 1
+            self.log.warning("order_rejected", symbol=symbol, client_order_id=event.client_order_id,
+                             reason=event.reason, message=event.message)
+        price = self.last_price.get(symbol, Decimal(0))
+        update = self.gate.on_order_event(event, price, ts)
+        is_open = self._is_open(symbol)
+        if is_open and not was_open:
+            position = self.portfolio.positions[symbol]
+            side = PositionSide.LONG if position.qty > 0 else PositionSide.SHORT
+            self._open[symbol] = _Open(side, ts)
+            self._to_strategy(PositionOpened(symbol, side, abs(position.qty), position.avg_price, ts), ts)
+        elif was_open and not is_open:
+            self._open.pop(symbol, None)
+            self._to_strategy(PositionClosed(symbol, ts, getattr(event, "client_order_id", "")), ts)
+        self._execute(update.commands)
+
+    def _is_open(self, symbol: str) -> bool:
+        position = self.portfolio.positions.get(symbol)
+        return position is not None and position.qty != 0
+
+    # -- views ------------------------------------------------------------------------------
+    def _mark_all(self) -> None:
+        for symbol, price in self.last_price.items():
+            self.portfolio.mark(symbol, price)
+
+    def _equity(self) -> Decimal:
+        self._mark_all()
+        return self.portfolio.equity()
+
+    def _position_views(self) -> dict[str, PositionView]:
+        views = {}
+        for symbol, opened in self._open.items():
+            position = self.portfolio.positions[symbol]
+            mark = self.last_price.get(symbol, position.avg_price)
+            pnl_pct = float((mark / position.avg_price - 1) * 100) * opened.side.sign if position.avg_price else 0.0
+            views[symbol] = PositionView(opened.side, abs(position.qty), position.avg_price,
+                                         opened.entry_ts_ms, pnl_pct)
+        return views
+
+    def _account(self) -> AccountView:
+        positions = tuple(
+            RiskPosition(s, Side.BUY if p.qty > 0 else Side.SELL, abs(p.qty), p.avg_price)
+            for s, p in self.portfolio.open_positions().items()
+        )
+        counts = {s: self.venue.open_order_count(s) for s in self.instruments}
+        return AccountView(
+            equity=self._equity(), day_start_equity=self.day_start_equity,
+            realized_pnl_today=self.portfolio.realized_pnl() - self.portfolio.fees(),
+            positions=positions, open_orders=counts,
+        )
+
+    # -- periodic, on exchange time ----------------------------------------------------------
+    def _periodic(self, ts_ms: int) -> None:
+        if self.curve.due(ts_ms):
+            self._mark_all()
+            point = self.curve.maybe_record(ts_ms, self.portfolio)
+            if point is not None:
+                self.dirty = True
+                if self.journal is not None:
+                    self.journal.record_equity(ts_ms, point.equity, point.gross_exposure,
+                                               dict(self.last_price))
+                self._execute(self.gate.observe(EquityObserved(self.portfolio.equity(), ts_ms)).commands)
+        if self.summary.due(ts_ms):
+            line = summary_line(self.portfolio.summary_fields(self.curve))
+            self.summaries.append(line)
+            self.log.info("portfolio", ts_ms=ts_ms, summary=line)
+
+    def flush(self) -> None:
+        """Commit journaled rows (once per loop turn)."""
+        if self.journal is not None and self.dirty:
+            self.journal.flush()
+        self.dirty = False
+
+
+def risk_gate(config: RiskConfig, filters: Mapping[str, ExchangeFilters]) -> RiskGate:
+    """Build the risk gate for the symbols' exchange filters."""
+    return RiskGate(config, filters)
