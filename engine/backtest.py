@@ -1,0 +1,148 @@
+"""`tickloop backtest TAPE`: replay a tape through the very App paper trading runs.
+
+The App is built exactly as for paper trading (pipeline, features, models, strategy, risk gate,
+simulated venue, portfolio, journal); only the edges differ, chosen in engine/modes.py: the
+replay clock, the tape as market data, and exchangeInfo reconstructed from the tape as the
+loopback simulator serves it. Writes DIR/result.json (metrics, counts) and DIR/report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from engine.app import App
+from engine.clock import ReplayClock
+from engine.config import Config
+from engine.journal import Journal
+from engine.modes import exchange_info_from_tape
+from engine.tape import infer_market, read_tape, tape_symbols
+
+
+_STREAM = re.compile(rb'"stream":\s*"([^"]+)"')
+
+
+def subscribed_streams(config: Config) -> frozenset[str]:
+    """Return the stream names a live App of this config subscribes to."""
+    from exchange.binance.urls import market_streams
+
+    cfg = config
+    routes = market_streams(
+        cfg.market.type, cfg.market.symbols, depth_speed_ms=cfg.streams.depth_speed_ms,
+        trades=cfg.streams.trade_stream(cfg.market.type),  # type: ignore[arg-type]
+        mark_price=cfg.streams.mark_price,
+    )
+    return frozenset(s for streams in routes.values() for s in streams)
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    frames: int
+    intents: int
+    fills: int
+    closed_trades: int
+    final_equity: float
+    metrics: dict[str, Any] | None
+    summary: str
+    journal: str
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def backtest_config(config: Config, tape: Path) -> Config:
+    """Return the config for a backtest of tape: its market and symbols, mode backtest."""
+    market = infer_market(tape)
+    return config.model_copy(update={
+        "mode": "backtest",
+        "market": config.market.model_copy(update={"type": market, "symbols": tuple(tape_symbols(tape))}),
+    })
+
+
+def run_backtest(
+    tape: Path, config: Config, journal_path: Path, *, progress: bool = False
+) -> tuple[App, BacktestResult]:
+    """Replay tape through a trading App on the replay clock; return the App and its result."""
+    config = backtest_config(config, tape)
+    entries = exchange_info_from_tape([tape], config.market.symbols, config.market.type)
+    journal = Journal.open(journal_path)
+    clock = ReplayClock()
+    app = App(config, clock=clock, journal=journal, exchange_info=entries,
+              tick_sizes={e["symbol"]: _tick(e) for e in entries})
+    assert app.trading is not None
+    # A tape may hold streams the App does not subscribe to (bookTicker): live never sees them,
+    # and they would move exchange time (row closes) differently, so the backtest skips them too.
+    wanted = subscribed_streams(config)
+    frames = 0
+    bar = tqdm(desc="backtest", unit="frame", disable=not progress)
+    try:
+        for frame in read_tape(tape):
+            clock.advance_to(frame.ts_recv_ns)
+            if frame.snapshot_symbol is not None:
+                app.sink.on_snapshot(frame.snapshot_symbol, frame.payload, frame.ts_recv_ns)
+            else:
+                match = _STREAM.search(frame.payload, 0, 200)
+                if match is not None and match.group(1).decode() not in wanted:
+                    continue
+                app.sink.on_frame(frame.payload, frame.ts_recv_ns)
+            frames += 1
+            if frames % 10_000 == 0:
+                bar.update(10_000)
+        bar.update(frames % 10_000)
+    finally:
+        bar.close()
+    app.pipeline.flush()  # the end of the data closes the open rows, as a stopping App does
+    app.trading.flush()
+    result = _result(app, journal, journal_path, frames)
+    journal.close()
+    return app, result
+
+
+def _tick(entry: dict) -> object:
+    from engine.model import instrument_from_exchange_info
+    from engine.model import Market
+
+    market = Market.USDM if "contractType" in entry else Market.SPOT
+    return instrument_from_exchange_info(entry, market).tick_size
+
+
+def _result(app: App, journal: Journal, journal_path: Path, frames: int) -> BacktestResult:
+    from portfolio.portfolio import summary_line
+    from portfolio.report import build_report
+
+    loop = app.trading
+    assert loop is not None
+    report = build_report(journal)
+    metrics = asdict(report.metrics) if report.metrics is not None else None
+    return BacktestResult(
+        frames=frames,
+        intents=len(journal.intents()),
+        fills=len(journal.fills()),
+        closed_trades=len(report.trades),
+        final_equity=float(loop._equity()),
+        metrics=metrics,
+        summary=summary_line(loop.portfolio.summary_fields(loop.curve)),
+        journal=str(journal_path),
+    )
+
+
+def backtest_command(tape: Path, config: Config, journal: Path | None, out: Path) -> str:
+    """Run a backtest, write result.json and report.html into out; return a summary line."""
+    from portfolio.report import run_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    journal_path = journal or out / "journal.sqlite"
+    if journal_path.exists():
+        journal_path.unlink()  # a backtest journal describes one run
+    _, result = run_backtest(tape, config, journal_path, progress=True)
+    (out / "result.json").write_text(result.as_json(), encoding="utf-8")
+    run_report(journal_path, out / "report.html")
+    return (
+        f"backtest of {tape.name}: {result.frames} frames, {result.intents} orders, "
+        f"{result.fills} fills, {result.closed_trades} round trips; {result.summary} -> {out}"
+    )
