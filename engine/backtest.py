@@ -133,8 +133,10 @@ def _result(app: App, journal: Journal, journal_path: Path, frames: int) -> Back
 
 def backtest_command(tape: Path, config: Config, journal: Path | None, out: Path) -> str:
     """Run a backtest, write result.json and report.html into out; return a summary line."""
+    from engine.commands import setup_logging
     from portfolio.report import run_report
 
+    setup_logging(config)
     out.mkdir(parents=True, exist_ok=True)
     journal_path = journal or out / "journal.sqlite"
     if journal_path.exists():

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tape", type=Path)
     p.add_argument("--out", type=Path, required=True)
 
+    p = sub.add_parser("backtest", help="replay a tape through the trading engine; write result.json and report.html")
+    _add_config(p)
+    p.add_argument("tape", type=Path)
+    p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default: OUT/journal.sqlite)")
+    p.add_argument("--out", type=Path, default=Path("backtest"), help="output directory")
+
     p = sub.add_parser("record", help="record raw frames and snapshots to a gzip tape")
     _add_config(p)
     p.add_argument("--out", type=Path, required=True)
@@ -115,6 +121,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         summary = replay_to_parquet(args.tape, args.out, config)
         print(summary)
+        return EXIT_OK
+    if args.command == "backtest":
+        from engine.backtest import backtest_command
+
+        print(backtest_command(args.tape, config, args.journal, args.out))
         return EXIT_OK
     if args.command == "features":
         from strategy.features import run_features_command
