@@ -116,3 +116,59 @@ def models_client(models: ModelsConfig):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=models.resolved_tracking_uri())
+
+
+def test_replayed_tape_rows_score_like_batch(tapes: dict[str, Path], tmp_path: Path) -> None:
+    """A per-second model on a real tape's rows: the engine's streamed scores equal batch."""
+    from engine.config import FoldConfig
+    from engine.replay import replay_tape
+    from strategy.labels import ForwardLabel
+    from strategy.models import (
+        LightGBMParams,
+        TrainConfig,
+        build_dataset,
+        train_model,
+        write_bundle,
+    )
+    from strategy.models.commands import label_manifest
+
+    rows = replay_tape(tapes["usdm_btcusdt"], FoldConfig()).rows.drop(columns=["symbol"])
+    spec = FeatureSetSpec.model_validate(
+        {
+            "name": "seconds",
+            "frequency": "second",
+            "generators": [
+                {"kind": "book", "flow_window": 5},
+                {"kind": "stats", "columns": ["close"], "windows": [10], "stats": ["std", "slope"]},
+                {"kind": "talib", "name": "RSI", "windows": [10]},
+            ],
+        }
+    )
+    label = ForwardLabel(direction="up", horizon=10, threshold_pct=0.005)
+    data = build_dataset(rows, spec, label)
+    config = TrainConfig(
+        lightgbm=LightGBMParams(num_boost_round=10, num_leaves=4, min_data_in_leaf=5),
+        validation_fraction=0.3,
+        baseline=False,
+        min_trades=1,
+    )
+    trained = train_model(data, config)
+    plan = compile_feature_set(spec)
+    path = write_bundle(
+        tmp_path / "BTCUSDT" / label.label,
+        trained.booster.model_to_string(),
+        symbol="BTCUSDT",
+        plan=plan,
+        label=label_manifest(label),
+        threshold=trained.threshold,
+        training={},
+        metrics=trained.metrics,
+    ).path
+    live = load_live_model(path, plan)
+    streaming = StreamingFeatures(plan)
+    streamed = [
+        live.confidence(v) for v in map(streaming.update, rows.to_dict("records")) if v is not None
+    ]
+    batch = trained.booster.predict(compute_batch(rows, plan).to_numpy()[plan.warmup_rows - 1 :])
+    assert len(streamed) == len(batch) == len(rows) - plan.warmup_rows + 1
+    np.testing.assert_allclose(streamed, batch, rtol=0, atol=1e-9)
