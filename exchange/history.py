@@ -213,6 +213,16 @@ def _store(directory: Path, bars: pd.DataFrame) -> None:
         os.replace(staging, path)
 
 
+def import_archive(
+    paths: Sequence[Path], market: Market, symbol: str, interval: str, out_dir: Path
+) -> int:
+    """Store archive kline files in the download layout (so training reads one place); return bars."""
+    bars = pd.concat([read_kline_csv(Path(p)) for p in paths], ignore_index=True)
+    bars = bars.drop_duplicates("open_time").sort_values("open_time").reset_index(drop=True)
+    _store(kline_dir(out_dir, market, symbol.upper(), interval), bars)
+    return len(bars)
+
+
 # ---------------------------------------------------------------- download
 
 

@@ -22,6 +22,7 @@ from exchange.history import (
     HistoryError,
     aggtrades_to_klines,
     download_klines,
+    import_archive,
     read_aggtrades_csv,
     read_kline_csv,
     read_stored_klines,
@@ -321,3 +322,11 @@ def test_archive_readers_handle_both_layouts(tmp_path: Path) -> None:
     assert klines["count"].tolist() == [3, 1]
     assert klines["taker_buy_volume"].tolist() == [0.0, 1.0]  # buyer maker: a taker sell
     assert klines["quote_volume"].tolist() == [1.0, 0.6]
+
+
+def test_archive_files_import_into_the_download_layout(
+    fil_file: Path, fil_expected, tmp_path: Path
+) -> None:
+    assert import_archive([fil_file, fil_file], Market.USDM, "filusdt", "1m", tmp_path) == 44640
+    stored = read_stored_klines(tmp_path, Market.USDM, "FILUSDT", "1m")
+    pd.testing.assert_frame_equal(stored, fil_expected, check_dtype=False)
