@@ -277,10 +277,16 @@ class RiskGate:
         stop_outs = {**account.last_stop_out_ms}
         for sym, ts in self.stop_outs_ms.items():
             stop_outs[sym] = max(ts, stop_outs.get(sym, ts))
+        # What the gate sent or protects counts even before the account view catches up.
         pending = tuple(
             PositionView(w.symbol, w.side, w.filled_qty, Decimal(0))
             for w in self._working.values()
             if not w.is_add and account.exposure(w.symbol) is None
+        ) + tuple(
+            PositionView(sym, plan.entry.side, plan.entry.quantity, plan.entry.avg_price)
+            for sym, plan in self.plans.items()
+            if account.exposure(sym) is None
+            and sym not in {w.symbol for w in self._working.values()}
         )
         account = replace(
             account, last_stop_out_ms=stop_outs, pending_entries=account.pending_entries + pending

@@ -126,6 +126,11 @@ def test_a_size_above_the_max_notional_is_shrunk() -> None:
     # risk 100 / 20 = 5 BNB, cap 2000 / 600 = 3.333 (2000 USDT); max notional 1000 / 600 -> 1.666
     decision = gate.request_entry(req, account(), market("BNBUSDT"))
     assert isinstance(decision, Approved) and decision.intent.quantity == D("1.666")
+    # applyMaxToMarket is false here: a MARKET entry is not held to the max notional
+    market_gate = RiskGate(RiskConfig(), {"BNBUSDT": tight})
+    req = EntryRequest("BNBUSDT", Side.BUY, D(1), D(20), D(600), NOW)
+    decision = market_gate.request_entry(req, account(), market("BNBUSDT"))
+    assert isinstance(decision, Approved) and decision.intent.quantity == D("3.333")
 
 
 def test_a_working_entry_counts_as_a_position_before_the_account_knows_it() -> None:
@@ -165,6 +170,14 @@ def test_an_exit_also_cancels_working_entries_of_the_symbol() -> None:
     gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.010", "29000", complete=False), D(29000), NOW)
     out = gate.request_exit(PositionView("BTCUSDT", Side.BUY, D("0.010"), D(29000)), D(29000), NOW)
     assert ids(out.commands) == ["tl-BTCUSDT-2-ex", "cancel tl-BTCUSDT-1-en"]
+
+
+def test_a_protected_position_counts_before_the_account_view_shows_it() -> None:
+    gate = RiskGate(RiskConfig(), FILTERS)
+    gate.request_entry(request(), account(), market())
+    gate.on_order_event(filled("tl-BTCUSDT-1-en", "0.066", "30000"), D(30000), NOW)
+    again = gate.request_entry(request(side=Side.SELL, ts=NOW + 1), account(), market())
+    assert isinstance(again, Denied) and again.reason is DenialReason.OPPOSITE_POSITION
 
 
 def test_denials_pass_through_and_consume_no_sequence_number() -> None:
