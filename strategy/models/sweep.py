@@ -169,11 +169,8 @@ def run_sweep(
         and t.value is not None
         and math.isfinite(t.value)
     ]
-    best = max(
-        completed,
-        key=lambda t: t.value if settings.direction == "maximize" else -t.value,  # type: ignore[arg-type, operator]
-        default=None,
-    )
+    sign = 1.0 if settings.direction == "maximize" else -1.0
+    best = max(completed, key=lambda t: sign * float(t.value or 0.0), default=None)
     return SweepReport(
         study=study_name,
         storage=_redacted(storage),

@@ -61,6 +61,11 @@ def fit_lightgbm(
     return lgb.train(params.booster_params(), dataset, num_boost_round=params.num_boost_round)
 
 
+def predict(booster: lgb.Booster, features: np.ndarray) -> np.ndarray:
+    """Return the booster's probabilities for a block of rows."""
+    return np.asarray(booster.predict(features), dtype=np.float64)
+
+
 def fit_baseline(features: np.ndarray, labels: np.ndarray) -> Pipeline:
     """Fit the logistic-regression baseline (median-imputed, standardised features)."""
     model = make_pipeline(
@@ -94,12 +99,12 @@ def train_model(
     booster = fit_lightgbm(
         data.features[train_rows], data.labels[train_rows], data.feature_names, config.lightgbm
     )
-    val_scores = booster.predict(data.features[val_rows])
+    val_scores = predict(booster, data.features[val_rows])
     y_val = data.labels[val_rows]
     metrics = classification_metrics(y_val, val_scores, config.recalls, prefix="val_")
     metrics.update(
         classification_metrics(
-            data.labels[train_rows], booster.predict(data.features[train_rows]), (), "train_"
+            data.labels[train_rows], predict(booster, data.features[train_rows]), (), "train_"
         )
     )
     outcomes = data.outcomes.take(split.validation)

@@ -18,7 +18,7 @@ from strategy.models.config import TrainConfig
 from strategy.models.dataset import LabelledData
 from strategy.models.metrics import classification_metrics
 from strategy.models.profit import NO_TRADE_THRESHOLD, simulate_trades
-from strategy.models.train import TrainingError, train_model
+from strategy.models.train import TrainingError, predict, train_model
 
 DAY_MS = 86_400_000
 
@@ -94,7 +94,7 @@ def walk_forward(
                 )
             )
             continue
-        scores = trained.booster.predict(data.features[test_rows])
+        scores = predict(trained.booster, data.features[test_rows])
         stats = simulate_trades(
             scores, trained.threshold, data.outcomes.take(test_rows), config.fee_pct
         )
