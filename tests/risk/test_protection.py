@@ -20,6 +20,7 @@ from engine.orders import (
     OrderCanceled,
     OrderExpired,
     OrderFilled,
+    OrderIntent,
     OrderRejected,
     OrderRole,
     OrderType,
@@ -36,7 +37,7 @@ from risk.protection import (
     cancel_protection,
     plan_protection,
 )
-from risk.quantize import QuantizedOrder, quantize_order
+from risk.quantize import OrderDraft, QuantizedOrder, quantize_order
 
 CONFIG = RiskConfig()  # ladder 1R x 50 %, 2R x 50 %; break-even (+0.1 % a side) after target 1
 TS = 1_700_000_000_000
@@ -381,9 +382,7 @@ def test_bracket_quantities_sum_exactly_to_the_position(
         assert isinstance(again, QuantizedOrder) and again.order.quantity == intent.quantity
 
 
-def _draft_of(intent):  # type: ignore[no-untyped-def]
-    from risk.quantize import OrderDraft
-
+def _draft_of(intent: OrderIntent) -> OrderDraft:
     return OrderDraft(
         intent.symbol,
         intent.side,
