@@ -274,12 +274,13 @@ def _time_handler(server: KlineServer):
     return handle
 
 
-def add_kline_routes(app: web.Application, server: KlineServer) -> None:
-    """Register the kline, exchangeInfo and time routes of both markets on an app."""
+def add_kline_routes(app: web.Application, server: KlineServer, with_info: bool = True) -> None:
+    """Register the kline routes of both markets (and, with_info, exchangeInfo and time)."""
     for market, prefix in (("spot", "/api/v3"), ("usdm", "/fapi/v1")):
         app.router.add_get(f"{prefix}/klines", _klines_handler(server, market))
-        app.router.add_get(f"{prefix}/exchangeInfo", _exchange_info_handler(server, market))
-        app.router.add_get(f"{prefix}/time", _time_handler(server))
+        if with_info:  # the main simulator serves its own exchangeInfo and time
+            app.router.add_get(f"{prefix}/exchangeInfo", _exchange_info_handler(server, market))
+            app.router.add_get(f"{prefix}/time", _time_handler(server))
 
 
 def build_klines_app(server: KlineServer) -> web.Application:
