@@ -23,7 +23,6 @@ from engine.journal import Journal
 from engine.modes import exchange_info_from_tape
 from engine.tape import infer_market, read_tape, tape_symbols
 
-
 _STREAM = re.compile(rb'"stream":\s*"([^"]+)"')
 
 
@@ -104,8 +103,7 @@ def run_backtest(
 
 
 def _tick(entry: dict) -> object:
-    from engine.model import instrument_from_exchange_info
-    from engine.model import Market
+    from engine.model import Market, instrument_from_exchange_info
 
     market = Market.USDM if "contractType" in entry else Market.SPOT
     return instrument_from_exchange_info(entry, market).tick_size
