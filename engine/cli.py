@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default=None, help="only this feature set (default: every configured set)")
     p.add_argument("--rtol", type=float, default=1e-9)
 
+    from engine.modelcmds import add_model_commands
+
+    add_model_commands(sub, _add_config)
+
     p = sub.add_parser("report", help="print metrics and trades from a journal; optionally write an HTML report")
     p.add_argument("journal", type=Path, help="the SQLite journal file")
     p.add_argument("--html", type=Path, default=None, help="write the HTML report here")
@@ -116,6 +120,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         print(config.model_dump_json(indent=2))
         return EXIT_OK
+    if args.command in ("download", "import-archive", "train", "sweep", "models", "promote"):
+        from engine.modelcmds import run_model_command
+
+        return run_model_command(args, config)
     if args.command == "replay":
         from engine.replay import replay_to_parquet
 
