@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--loop", action="store_true", help="start again at the end of the tape")
+    p.add_argument("--klines", action="append", type=Path, default=[],
+                   help="Binance archive kline CSV(s) <SYMBOL>-1m-YYYY-MM.csv[.gz] to serve on /klines")
+    p.add_argument("--klines-market", choices=["spot", "usdm"], default="usdm")
 
     p = sub.add_parser("replay", help="fold a tape offline into rows.parquet and candles.parquet")
     _add_config(p)
@@ -107,7 +110,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sim":
         from engine.commands import run_sim_command
 
-        return asyncio.run(run_sim_command(args.tape, speed=args.speed, port=args.port, loop=args.loop))
+        return asyncio.run(run_sim_command(args.tape, speed=args.speed, port=args.port, loop=args.loop,
+                                           klines=args.klines, klines_market=args.klines_market))
     if args.command == "report":
         from portfolio.report import run_report
 

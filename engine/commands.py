@@ -157,12 +157,22 @@ async def run_demo(
     return EXIT_OK
 
 
-async def run_sim_command(tapes: list[Path], *, speed: float, port: int, loop: bool) -> int:
-    """Serve tapes as a loopback Binance until interrupted."""
+async def run_sim_command(
+    tapes: list[Path], *, speed: float, port: int, loop: bool,
+    klines: list[Path] | None = None, klines_market: str = "usdm",
+) -> int:
+    """Serve tapes (and optionally kline history) as a loopback Binance until interrupted."""
+    from exchange.sim.klines import KlineServer
     from exchange.sim.server import run_sim
 
+    kline_server = None
+    if klines:
+        kline_server = KlineServer()
+        for path in klines:
+            symbol = path.name.split("-", 1)[0].upper()  # Binance archive names: SYMBOL-1m-YYYY-MM.csv
+            kline_server.add_file(klines_market, symbol, [path])
     try:
-        await run_sim(tapes, speed=speed, port=port, loop=loop)
+        await run_sim(tapes, speed=speed, port=port, loop=loop, klines=kline_server)
     except asyncio.CancelledError:
         pass
     return EXIT_OK

@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 
 from engine.clock import Clock, LiveClock
 from engine.model import Market
+from exchange.sim.klines import KlineServer, add_kline_routes
 from exchange.sim.book import SimBook
 from exchange.sim.connection import CLOSE_TIMEOUT_S, Connection, Route, resolve_stream
 from exchange.sim.controls import handle_control_message
@@ -60,6 +61,7 @@ class SimServer:
         loop: bool = False,
         close_when_finished: bool = False,
         exchange_info_dir: Path | None = DEFAULT_REST_DIR,
+        klines: KlineServer | None = None,
         slow_consumer_timeout_s: float = 10.0,
         max_idle_s: float = 60.0,
     ) -> None:
@@ -95,6 +97,9 @@ class SimServer:
         self._counters = {"connections_total": 0, "rate_limit_disconnects": 0}
         self.app = web.Application()
         RestApi(self).register(self.app)
+        self.klines = klines
+        if klines is not None:  # /api/v3/klines and /fapi/v1/klines for history downloads
+            add_kline_routes(self.app, klines, with_info=False)
         for prefix in _ROUTE_PREFIXES:
             self.app.router.add_get(f"{prefix}/stream", self._ws_handler)
             self.app.router.add_get(f"{prefix}/ws", self._ws_handler)

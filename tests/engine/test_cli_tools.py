@@ -96,3 +96,40 @@ def test_report_command_prints_and_writes_html(tmp_path: Path) -> None:
     assert "BTCUSDT" in proc.stdout
     html = (tmp_path / "r.html").read_text()
     assert "<svg" in html and "BTCUSDT" in html
+
+
+def test_download_from_the_simulator_serving_real_klines(tapes: dict[str, Path], shared_data: Path,
+                                                         tmp_path: Path) -> None:
+    from engine.model import Market
+    from exchange.history import read_kline_csv, read_stored_klines
+
+    archive = shared_data / "klines" / "usdm-1m" / "FILUSDT-1m-2023-08.csv.gz"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sim = subprocess.Popen([sys.executable, "-m", "engine.cli", "sim", "--tape", str(tapes["usdm_btcusdt"]),
+                            "--port", str(port), "--klines", str(archive), "--klines-market", "usdm"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/fapi/v1/time", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        (tmp_path / "config.yaml").write_text("logging: {console: off, file: null}\n")
+        proc = tickloop("download", "FILUSDT", "--market", "usdm", "--start", "2023-08-01", "--end", "2023-08-04",
+                        "--base-url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "klines"), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        sim.terminate()
+        sim.wait(timeout=20)
+    stored = read_stored_klines(tmp_path / "klines", Market.USDM, "FILUSDT", "1m")
+    archive_bars = read_kline_csv(archive)
+    start, end = 1690848000000, 1691107200000  # 2023-08-01 .. 2023-08-04 UTC
+    expected = archive_bars[(archive_bars["open_time"] >= start) & (archive_bars["open_time"] < end)]
+    assert len(stored) >= len(expected) == 3 * 1440
+    merged = stored.merge(expected, on="open_time", suffixes=("", "_archive"))
+    assert len(merged) == len(expected)
+    for col in ("open", "high", "low", "close", "volume"):
+        assert (merged[col] == merged[f"{col}_archive"]).all(), col
