@@ -111,16 +111,16 @@ class MarketDataPipeline:
         kind = type(event)
         # Hot path (most frames are trades): the calls to _closed/_advance are inlined.
         if kind is TradePrinted:
-            state = self.symbols.get(event.symbol)  # type: ignore[union-attr]
+            trade: TradePrinted = event  # type: ignore[assignment]
+            state = self.symbols.get(trade.symbol)
             if state is None:
                 self.stats.unknown_symbol += 1
                 return
-            n_rows = state.folder.on_trade(event)  # type: ignore[arg-type]
+            n_rows = state.folder.on_trade(trade)
             if n_rows and self._on_rows_closed is not None:
                 self._on_rows_closed(state, n_rows)
-            ts = event.ts_event_ms  # type: ignore[union-attr]
-            if ts > self.exchange_time_ms:
-                self._advance(ts)
+            if trade.ts_event_ms > self.exchange_time_ms:
+                self._advance(trade.ts_event_ms)
         elif kind is DepthDiff:
             self._on_depth(event)  # type: ignore[arg-type]
         elif event is None:
