@@ -7,6 +7,7 @@ independent (no global state), which the tests rely on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from engine.config import Config
 from engine.model import Market
 from engine.journal import Journal
 from engine.livefeatures import LiveFeatures
+from engine.notices import Notice
 from engine.livemodels import LiveModels
 from engine.marketdata import MarketDataPipeline, SymbolMarketData
 from engine.modes import TradingSink, build_trading, fetch_exchange_info, trades
@@ -100,6 +102,9 @@ class App:
             self.attach_trading(exchange_info)
         self.feed: MarketFeed | None = None
         self._stopped = asyncio.Event()
+        # long-running side services (notifier, dashboard, ...) started in run()'s TaskGroup
+        self._services: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self.notice_listeners: list[Callable[[Notice], None]] = []
 
     def attach_trading(self, exchange_info: list[dict]) -> None:
         """Start trading on the simulated venue (paper, backtest) with these exchangeInfo entries."""
@@ -148,6 +153,18 @@ class App:
     def stop(self) -> None:
         self._stopped.set()
 
+    def add_service(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run()` in the App's TaskGroup next to the feed; it is cancelled on stop."""
+        self._services.append((name, run))
+
+    def notify(self, notice: Notice) -> None:
+        """Hand a notice to every listener (Telegram, dashboard); a failing listener is logged, never fatal."""
+        for listener in self.notice_listeners:
+            try:
+                listener(notice)
+            except Exception:  # noqa: BLE001 - a notifier bug must never stop trading
+                self.log.exception("notice_listener_failed", notice=type(notice).__name__)
+
     async def run(self, duration_s: float | None = None) -> None:
         """Run the feed and heartbeat until stop(), the duration, or cancellation; then flush."""
         cfg = self.config
@@ -173,9 +190,10 @@ class App:
                     beat_task = tg.create_task(self._heartbeat(), name="heartbeat")
                     stop_task = tg.create_task(self._stopped.wait(), name="stop")
                     timer = tg.create_task(self.clock.sleep(duration_s), name="duration") if duration_s else None
+                    services = [tg.create_task(run(), name=name) for name, run in self._services]
                     waiters = [t for t in (stop_task, timer) if t is not None]
                     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                    for task in (feed_task, beat_task, stop_task, timer):
+                    for task in (feed_task, beat_task, stop_task, timer, *services):
                         if task is not None:
                             task.cancel()
             finally:
