@@ -42,6 +42,7 @@ TRADE_HEADERS = {
     "take_profit": ("🎯", "TAKE-PROFIT"),
     "flatten": ("⏹", "FLATTEN"),
 }
+CRYPTO_QUOTES = frozenset({"BTC", "ETH", "BNB"})  # PnL in these needs more than cents
 STATE_ICONS = {"ACTIVE": "✅", "REDUCING": "⚠️", "HALTED": "⛔"}
 
 
@@ -84,6 +85,14 @@ def format_money(value: Decimal | float, signed: bool = False) -> str:
     return f"{value:+,.2f}" if signed else f"{value:,.2f}"
 
 
+def format_pnl(value: Decimal, quote: str) -> str:
+    """Format a signed PnL: cents in fiat and stablecoins, up to 8 decimals in BTC/ETH/BNB."""
+    if quote not in CRYPTO_QUOTES:
+        return format_money(value, signed=True)
+    text = format_amount(value.quantize(Decimal("1e-8")))
+    return text if text.startswith("-") else f"+{text}"
+
+
 def utc_time(ts_ms: int) -> str:
     """Return HH:MM:SS UTC of an exchange timestamp (alerts can arrive late; this says when)."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%H:%M:%S UTC")
@@ -123,7 +132,7 @@ def format_trade(n: TradeNotice) -> str:
     )
     lines = [header]
     if n.realized_pnl is not None:
-        lines.append(f"PnL {format_money(n.realized_pnl, signed=True)} {quote}".rstrip())
+        lines.append(f"PnL {format_pnl(n.realized_pnl, quote)} {quote}".rstrip())
     lines.append(f"reason: {n.reason or label.lower()}")
     why = []
     if n.score is not None:
