@@ -7,24 +7,32 @@ independent (no global state), which the tests rely on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
 
 from engine.clock import Clock, LiveClock
 from engine.config import Config
-from engine.model import Market
 from engine.journal import Journal
 from engine.livefeatures import LiveFeatures
-from engine.notices import Notice
 from engine.livemodels import LiveModels
 from engine.marketdata import MarketDataPipeline, SymbolMarketData
+from engine.model import Market
 from engine.modes import TradingSink, build_trading, fetch_exchange_info, trades
+from engine.notices import Notice
 from engine.recorder import ParquetCollector, TapeWriter
+from engine.shutdown import (
+    FLUSH_RESERVE_S,
+    INTAKE_SHARE,
+    ShutdownSequence,
+    cancel_open_orders,
+    shutdown_config_of,
+)
+from engine.trading import TradingLoop
 from exchange.binance.feed import MarketFeed
 from exchange.binance.urls import BinanceEndpoints, combined_stream_urls, market_streams
 from exchange.ws import WsConfig
@@ -72,6 +80,7 @@ class App:
         on_book_changed: Callable[[SymbolMarketData], None] | None = None,
         exchange_info: list[dict] | None = None,
         journal: Journal | None = None,
+        journal_path: Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or LiveClock()
@@ -82,10 +91,19 @@ class App:
         self.models = LiveModels(config.models.dir, config.market.symbols, self.features.plans)
         if self.models.available:
             self.features.listeners.append(self.models)
-        self._row_hooks = [RowLogger(), self.features]
+        self._row_hooks: list[Callable[[SymbolMarketData, int], None]] = [RowLogger(), self.features]
         self._on_book_changed = on_book_changed
+        # a journal passed in belongs to the caller (flushed on stop); one opened here is closed
+        self._owns_journal = journal is None and journal_path is not None
+        if self._owns_journal:
+            assert journal_path is not None
+            journal_path.parent.mkdir(parents=True, exist_ok=True)
+            journal = Journal.open(journal_path)
         self.journal = journal
-        self.trading = None
+        self.shutdown_config = shutdown_config_of(config)
+        self.shutdown: ShutdownSequence | None = None
+        self._final_logged = False
+        self.trading: TradingLoop | None = None
         if self.collector is not None:
             self._row_hooks.append(self.collector)  # type: ignore[arg-type]
         self.pipeline = MarketDataPipeline(
@@ -103,7 +121,7 @@ class App:
         self.feed: MarketFeed | None = None
         self._stopped = asyncio.Event()
         # long-running side services (notifier, dashboard, ...) started in run()'s TaskGroup
-        self._services: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._services: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self.notice_listeners: list[Callable[[Notice], None]] = []
 
     def attach_trading(self, exchange_info: list[dict]) -> None:
@@ -151,9 +169,10 @@ class App:
         return combined_stream_urls(endpoints_of(cfg), routes)
 
     def stop(self) -> None:
+        """Ask run() to shut down (safe from a signal handler; repeated calls are harmless)."""
         self._stopped.set()
 
-    def add_service(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+    def add_service(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `run()` in the App's TaskGroup next to the feed; it is cancelled on stop."""
         self._services.append((name, run))
 
@@ -162,42 +181,103 @@ class App:
         for listener in self.notice_listeners:
             try:
                 listener(notice)
-            except Exception:  # noqa: BLE001 - a notifier bug must never stop trading
+            except Exception:
                 self.log.exception("notice_listener_failed", notice=type(notice).__name__)
 
     async def run(self, duration_s: float | None = None) -> None:
-        """Run the feed and heartbeat until stop(), the duration, or cancellation; then flush."""
+        """Run until stop(), SIGTERM, the duration or cancellation; then shut down in order, timed."""
         cfg = self.config
+        self.shutdown = ShutdownSequence(self.shutdown_config.timeout_s, self.clock, self.log)
         async with aiohttp.ClientSession() as http:
-            if trades(cfg) and self.trading is None:
-                self.attach_trading(await fetch_exchange_info(cfg, http))
-            self.feed = MarketFeed(
-                market=cfg.market.type,
-                endpoints=endpoints_of(cfg),
-                connections=self.connection_specs(),
-                sink=self.sink,
-                clock=self.clock,
-                http=http,
-                queue_size=cfg.streams.queue_size,
-                snapshot_limit=cfg.book.snapshot_limit,
-                min_resync_interval_s=cfg.book.min_resync_interval_s,
-                ws_config=self._ws_config(),
-                tap=self._tap if self.recorder else None,
-            )
             try:
+                if trades(cfg) and self.trading is None:
+                    self.attach_trading(await fetch_exchange_info(cfg, http))
+                self.feed = MarketFeed(
+                    market=cfg.market.type,
+                    endpoints=endpoints_of(cfg),
+                    connections=self.connection_specs(),
+                    sink=self.sink,
+                    clock=self.clock,
+                    http=http,
+                    queue_size=cfg.streams.queue_size,
+                    snapshot_limit=cfg.book.snapshot_limit,
+                    min_resync_interval_s=cfg.book.min_resync_interval_s,
+                    ws_config=self._ws_config(),
+                    tap=self._tap if self.recorder else None,
+                )
                 async with asyncio.TaskGroup() as tg:
-                    feed_task = tg.create_task(self.feed.run(), name="feed")
-                    beat_task = tg.create_task(self._heartbeat(), name="heartbeat")
+                    intake = [tg.create_task(self.feed.run(), name="feed"),
+                              tg.create_task(self._heartbeat(), name="heartbeat")]
                     stop_task = tg.create_task(self._stopped.wait(), name="stop")
                     timer = tg.create_task(self.clock.sleep(duration_s), name="duration") if duration_s else None
                     services = [tg.create_task(run(), name=name) for name, run in self._services]
                     waiters = [t for t in (stop_task, timer) if t is not None]
                     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                    for task in (feed_task, beat_task, stop_task, timer, *services):
-                        if task is not None:
-                            task.cancel()
+                    self.log.info("stopping", reason="stop" if stop_task.done() else "duration",
+                                  timeout_s=self.shutdown.timeout_s,
+                                  orders_on_exit=self.shutdown_config.orders_on_exit)
+                    for task in waiters:
+                        task.cancel()
+                    # Within the group: a task that ignores cancellation cannot delay the durable steps.
+                    await self._shut_down(intake, services)
             finally:
-                self._shutdown()
+                await self._shut_down([], [])  # after a crash or a cancellation; done steps are skipped
+
+    async def _shut_down(self, intake: list[asyncio.Task], services: list[asyncio.Task]) -> None:
+        """Stop intake, keep or cancel orders, flush and close files, stop services, log the end."""
+        seq = self.shutdown
+        assert seq is not None
+        seq.start()
+        await seq.step("intake", lambda: self._stop_intake(intake), INTAKE_SHARE * seq.timeout_s)
+        await seq.step("orders", self._orders_on_exit, max(0.0, seq.remaining_s - FLUSH_RESERVE_S))
+        await seq.step("journal", self._close_journal)
+        if self.recorder is not None:
+            await seq.step("recorder", self.recorder.close)
+        if self.collector is not None:
+            await seq.step("collector", self.collector.close)
+        await seq.step("services", lambda: _cancel_and_wait(services))
+        if not self._final_logged:
+            self._final_logged = True
+            self._log_final(seq)
+
+    async def _stop_intake(self, tasks: list[asyncio.Task]) -> None:
+        # Close the sockets first (close handshakes), then stop the consumer: no frame, hence no
+        # strategy decision, is handled after this step.
+        if self.feed is not None:
+            try:
+                await asyncio.wait_for(self.feed.close(), INTAKE_SHARE * self.shutdown_config.timeout_s / 2)
+            except TimeoutError:
+                self.log.warning("feed_close_timeout")
+        await _cancel_and_wait(tasks)
+
+    def _orders_on_exit(self) -> None:
+        policy = self.shutdown_config.orders_on_exit
+        if self.trading is None:
+            return
+        loop = self.trading
+
+        def record(event) -> None:  # type: ignore[no-untyped-def]
+            if self.journal is not None:
+                self.journal.record_order_event(event)
+            loop.portfolio.apply(event)
+
+        cancelled, kept = cancel_open_orders(loop.venue, policy, record, loop.venue.config.latency_ms)
+        self.log.info("orders_on_exit", policy=policy, cancelled=cancelled, kept=kept)
+
+    def _close_journal(self) -> None:
+        if self.trading is not None:
+            self.trading.flush()
+        if self.journal is not None:
+            self.journal.flush()
+            if self._owns_journal:
+                self.journal.close()
+                self._owns_journal = False
+
+    def _log_final(self, seq: ShutdownSequence) -> None:
+        extra = {}
+        if self.recorder is not None:
+            extra["recorded"] = {"frames": self.recorder.frames, "snapshots": self.recorder.snapshots}
+        self.log.info("stopped", **seq.summary(), **extra, **self.health())
 
     def _ws_config(self) -> WsConfig:
         s = self.config.streams
@@ -212,29 +292,20 @@ class App:
             rotate_after_s=s.rotate_after_h * 3600,
         )
 
-    def _shutdown(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
-        if self.collector is not None:
-            self.collector.close()
-        if self.trading is not None:
-            self.trading.flush()
-        self.log.info("stopped", **self.health())
-
     def health(self) -> dict:
         """Return the figures of the heartbeat line."""
         symbols = {}
         for symbol, st in self.pipeline.symbols.items():
-            symbols[symbol] = dict(
-                book_valid=st.book_valid, gaps=st.gaps, snapshot_requests=st.snapshot_requests,
-                rows=st.rows.total_appended, best_bid=st.book.best_bid(), best_ask=st.book.best_ask(),
-            )
+            symbols[symbol] = {
+                "book_valid": st.book_valid, "gaps": st.gaps, "snapshot_requests": st.snapshot_requests,
+                "rows": st.rows.total_appended, "best_bid": st.book.best_bid(), "best_ask": st.book.best_ask(),
+            }
         connections = {}
         if self.feed is not None:
             for session in self.feed.sessions:
                 connections[session.spec.label] = session.stats_fields()
-        return dict(frames=self.pipeline.stats.frames, decoder=dict(self.pipeline.decoder.counters),
-                    connections=connections, symbols=symbols, features=self.features.status())
+        return {"frames": self.pipeline.stats.frames, "decoder": dict(self.pipeline.decoder.counters),
+                "connections": connections, "symbols": symbols, "features": self.features.status()}
 
     async def _heartbeat(self) -> None:
         interval = self.config.logging.heartbeat_s
@@ -245,3 +316,10 @@ class App:
             frames = health["frames"]
             self.log.info("heartbeat", msgs_per_s=round((frames - last_frames) / interval, 1), **health)
             last_frames = frames
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
