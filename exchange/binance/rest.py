@@ -34,11 +34,13 @@ from exchange.binance.auth import (
 from exchange.binance.errors import classify
 from exchange.binance.urls import BinanceEndpoints
 from exchange.errors import AuthFailed, ExchangeError, Retryable, SentRequest
-from exchange.ratelimit import RateLimiter
+from exchange.ratelimit import RateLimiter, rate_limits_from_exchange_info
 
 log = structlog.get_logger("tickloop.binance.rest")
 
 TIME_PATH = {Market.SPOT: "/api/v3/time", Market.USDM: "/fapi/v1/time"}
+EXCHANGE_INFO_PATH = {Market.SPOT: "/api/v3/exchangeInfo", Market.USDM: "/fapi/v1/exchangeInfo"}
+EXCHANGE_INFO_WEIGHT = {Market.SPOT: 20, Market.USDM: 1}
 _BODY_METHODS = frozenset({"POST", "PUT"})
 _ERROR_TEXT_CHARS = 500
 
@@ -73,6 +75,7 @@ class BinanceRest:
         self._offset_ms = 0
         self._synced_at_ns: int | None = None  # monotonic time of the last offset measurement
         self._request_seq = 0
+        self._sync_lock = asyncio.Lock()  # one /time round trip even when many requests need it
 
     @property
     def offset_ms(self) -> int:
@@ -96,6 +99,15 @@ class BinanceRest:
         self._offset_ms = server_ms - midpoint_ms
         self._synced_at_ns = self._clock.monotonic_ns()
         return self._offset_ms
+
+    async def exchange_info(self) -> Any:
+        """Fetch exchangeInfo and seed the rate budgets from its `rateLimits`; return the body."""
+        body = await self.get(
+            EXCHANGE_INFO_PATH[self.market], weight=EXCHANGE_INFO_WEIGHT[self.market]
+        )
+        if isinstance(body, dict):
+            self.limiter.configure(rate_limits_from_exchange_info(body))
+        return body
 
     async def get(
         self,
@@ -161,7 +173,9 @@ class BinanceRest:
     ) -> Any:
         """Send one request; after a -1021 resync the offset, and resend once unless an order."""
         if signed and self._time_is_stale():
-            await self.sync_time()
+            async with self._sync_lock:
+                if self._time_is_stale():
+                    await self.sync_time()
         try:
             return await self._send(
                 method, path, params or {}, signed=signed, weight=weight, order=order, keyed=keyed

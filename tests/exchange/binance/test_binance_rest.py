@@ -308,6 +308,30 @@ async def test_1021_on_an_order_resyncs_but_does_not_resend(rig: Rig) -> None:
     assert rig.server.time_calls == 2 and rest.offset_ms == -20_000
 
 
+async def test_exchange_info_seeds_the_budgets(rig: Rig) -> None:
+    limits = [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+    ]
+    rig.server.script["/fapi/v1/exchangeInfo"] = [
+        (200, {"rateLimits": limits, "symbols": []}, {"X-MBX-USED-WEIGHT-1M": "7"})
+    ]
+    rest = rig.client(Market.USDM)
+    body = await rest.exchange_info()
+    assert body["symbols"] == []
+    assert [(x.kind, x.header_suffix, x.limit) for x in rest.limiter.limits] == [
+        ("REQUEST_WEIGHT", "1m", 2400),
+        ("ORDERS", "10s", 300),
+    ]
+    assert rest.limiter.used(REQUEST_WEIGHT, "1m") == 0  # budgets came after this response
+
+
+async def test_concurrent_signed_requests_share_one_time_sync(rig: Rig) -> None:
+    rest = rig.client()
+    await asyncio.gather(*(rest.get("/api/v3/account", signed=True) for _ in range(5)))
+    assert rig.server.time_calls == 1
+
+
 async def test_used_weight_header_makes_the_next_request_wait(rig: Rig) -> None:
     limiter = RateLimiter(rig.clock, [RateLimit(REQUEST_WEIGHT, "MINUTE", 1, 1200)], max_wait_s=90)
     rest = rig.client(limiter=limiter)
