@@ -262,13 +262,14 @@ class TelegramNotifier:
     async def _handle(self, api: BotApi, update: IncomingUpdate) -> None:
         assert self.router is not None
         handled = self.router.handle(update)
-        for reply in handled.replies:
-            self._enqueue(reply)
         if handled.callback_answer is not None and update.callback_id is not None:
+            # first, and once: it stops the button's spinner; a lost answer only leaves it spinning
             try:
                 await api.answer_callback_query(update.callback_id, handled.callback_answer)
             except (TelegramRetry, TelegramRejected, TelegramAuthFailed) as exc:
                 self.log.info("telegram_callback_answer_failed", error=str(exc))
+        for reply in handled.replies:
+            self._enqueue(reply)
 
 
 def attach_telegram(app: App, config: TelegramConfig, secrets: Secrets) -> TelegramNotifier | None:

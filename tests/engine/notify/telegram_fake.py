@@ -70,6 +70,7 @@ class FakeTelegram:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
+        self._new_update.set()  # end pending long polls now rather than at their timeout
         await self._runner.cleanup()
 
     @property
