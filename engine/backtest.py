@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,17 @@ def backtest_config(config: Config, tape: Path) -> Config:
 
 
 def run_backtest(
-    tape: Path, config: Config, journal_path: Path, *, progress: bool = False
+    tape: Path,
+    config: Config,
+    journal_path: Path,
+    *,
+    progress: bool = False,
+    on_app: Callable[[App], None] | None = None,
 ) -> tuple[App, BacktestResult]:
-    """Replay tape through a trading App on the replay clock; return the App and its result."""
+    """Replay tape through a trading App on the replay clock; return the App and its result.
+
+    on_app sees the App before the first frame (attach notice listeners, swap the strategy).
+    """
     config = backtest_config(config, tape)
     entries = exchange_info_from_tape([tape], config.market.symbols, config.market.type)
     journal = Journal.open(journal_path)
@@ -74,6 +83,8 @@ def run_backtest(
     app = App(config, clock=clock, journal=journal, exchange_info=entries,
               tick_sizes={e["symbol"]: _tick(e) for e in entries})
     assert app.trading is not None
+    if on_app is not None:
+        on_app(app)
     # A tape may hold streams the App does not subscribe to (bookTicker): live never sees them,
     # and they would move exchange time (row closes) differently, so the backtest skips them too.
     wanted = subscribed_streams(config)

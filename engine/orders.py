@@ -110,7 +110,50 @@ class CancelOrder:
     reason: str = ""
 
 
-Command = SubmitOrder | CancelOrder
+class ContingencyType(enum.StrEnum):
+    OCO = "OCO"  # one-cancels-other (spot POST /api/v3/orderList/oco)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOrderList:
+    """Place orders as one venue order list: OCO = one-cancels-other, the quantity locked once.
+
+    Spot only (Binance POST /api/v3/orderList/oco): two legs on the same symbol, side and
+    quantity, one resting above the last price and one below it (SELL: take-profit or limit
+    above, stop below; BUY mirrors). When one leg triggers or fills the venue expires the other;
+    cancelling either leg cancels both. Each leg keeps its own client order id and reports its
+    own order events; `list_client_order_id` names the list (<= 36 chars).
+    """
+
+    list_client_order_id: str
+    orders: tuple[OrderIntent, ...]
+    ts_ms: int
+    reason: str = ""
+    contingency: ContingencyType = ContingencyType.OCO
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.list_client_order_id) <= 36:
+            raise ValueError(
+                f"list_client_order_id must be 1..36 chars: {self.list_client_order_id!r}"
+            )
+        if len(self.orders) != 2:
+            raise ValueError(f"an OCO list has exactly two orders, not {len(self.orders)}")
+        first, second = self.orders
+        if (first.symbol, first.side, first.quantity) != (
+            second.symbol,
+            second.side,
+            second.quantity,
+        ):
+            raise ValueError("OCO legs must share symbol, side and quantity")
+        if first.client_order_id == second.client_order_id:
+            raise ValueError(f"OCO legs need distinct client order ids: {first.client_order_id}")
+
+    @property
+    def symbol(self) -> str:
+        return self.orders[0].symbol
+
+
+Command = SubmitOrder | CancelOrder | SubmitOrderList
 
 
 # -- events (what happened on the venue) ---------------------------------------------------------

@@ -29,7 +29,15 @@ from engine.events import MarkPriceUpdated, TradePrinted
 from engine.journal import Journal
 from engine.marketdata import SymbolMarketData
 from engine.model import Instrument, Side
-from engine.orders import CancelOrder, Command, OrderEvent, OrderFilled, OrderRejected, SubmitOrder
+from engine.orders import (
+    CancelOrder,
+    Command,
+    OrderEvent,
+    OrderFilled,
+    OrderRejected,
+    SubmitOrder,
+    SubmitOrderList,
+)
 from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
 from risk.checks import AccountView, Denied, MarketView
@@ -238,6 +246,14 @@ class TradingLoop:
                     self.journal.record_intent(command.intent, command.ts_ms)
                 self.stats.submitted += 1
                 events = self.venue.submit(command.intent, self._now(command.ts_ms))
+            elif isinstance(command, SubmitOrderList):  # spot OCO: both legs journaled first
+                for intent in command.orders:
+                    if self.journal is not None:
+                        self.journal.record_intent(intent, command.ts_ms)
+                    self.stats.submitted += 1
+                events = self.venue.submit_list(
+                    command.list_client_order_id, command.orders, self._now(command.ts_ms)
+                )
             elif isinstance(command, CancelOrder):
                 events = self.venue.cancel(command.symbol, command.client_order_id,
                                            self._now(command.ts_ms))

@@ -18,6 +18,9 @@ Matching (see docs/portfolio.md for the full rules):
   trades at its price have used up the visible quantity that was ahead of it when it arrived.
 - STOP_* / TAKE_PROFIT_* / TRAILING_STOP_MARKET trigger on trade prices (or mark prices for
   futures when configured), then execute as MARKET or LIMIT.
+- Spot OCO lists (`submit_list`, rules in exchange/simulated_oco.py): both legs accepted or
+  rejected together, the quantity locked once; the first leg to trigger or fill takes the lock
+  and the other expires (OCO_OTHER_LEG, after the leg's own events); cancelling one cancels both.
 """
 
 from __future__ import annotations
@@ -25,13 +28,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from engine.events import MarkPriceUpdated, TradePrinted
 from engine.model import Instrument, Market, Side
 from engine.orders import (
-    FundingPaid,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -40,16 +42,15 @@ from engine.orders import (
     OrderFilled,
     OrderIntent,
     OrderRejected,
-    OrderStatus,
     OrderType,
     TimeInForce,
 )
 from exchange.base import Balance, OpenOrder, VenuePosition
-from exchange.simulated_account import Account, FuturesAccount, SpotAccount
+from exchange.simulated_account import Account, open_account, settle_funding
+from exchange.simulated_oco import lock_holder, make_legs, oco_failure
 from exchange.simulated_orders import (
     CONDITIONAL_TYPES,
     DEFAULT_FEES,
-    FEE_QUANTUM,
     LIMIT_AFTER_TRIGGER,
     BookView,
     Command,
@@ -60,18 +61,26 @@ from exchange.simulated_orders import (
     SimulatedVenueConfig,
     SymbolState,
     TriggerSource,
+    best_prices,
     check_filters,
     iter_levels,
+    open_order_snapshots,
     priority,
+    reference_price,
     stop_triggered,
     take_liquidity,
     taker_side_key,
     trailing_triggered,
+    trigger_price,
+    visible_at,
     vwap,
     walk_levels,
+    walk_order,
     wire_price,
     wire_qty,
 )
+
+__all__ = ["BookView", "QueueModel", "SimulatedVenue", "SimulatedVenueConfig", "TriggerSource"]
 
 _ZERO = Decimal(0)
 _MAX_CONSUMED_LEVELS = 512  # remembered levels per side before the memory is dropped
@@ -96,13 +105,7 @@ class SimulatedVenue:
                 raise ValueError(
                     f"{inst.instrument.symbol} is {inst.instrument.market}, venue is {self.config.market}"
                 )
-        self.account: Account
-        if self.config.market is Market.USDM:
-            asset = self.config.margin_asset
-            wallet = Decimal(balances.get(asset, _ZERO))
-            self.account = FuturesAccount(wallet, asset, self.config.leverage, self.fees)
-        else:
-            self.account = SpotAccount(balances, self.fees)
+        self.account: Account = open_account(self.config, balances, self.fees)
         self._queue: deque[Command] = deque()
         self._now_ms = 0
         self._seq = 0
@@ -121,6 +124,23 @@ class SimulatedVenue:
         """Send an order at exchange time now_ms; return the events due by now_ms (latency 0)."""
         self._queue.append(
             Command(now_ms + self.config.latency_ms, intent, intent.symbol, intent.client_order_id)
+        )
+        return self.advance(now_ms)
+
+    def submit_list(
+        self, list_client_order_id: str, legs: Sequence[OrderIntent], now_ms: int
+    ) -> list[OrderEvent]:
+        """Send a spot OCO order list at now_ms: both legs are accepted or rejected together."""
+        first = legs[0]
+        self._queue.append(
+            Command(
+                now_ms + self.config.latency_ms,
+                first,
+                first.symbol,
+                first.client_order_id,
+                tuple(legs),
+                list_client_order_id,
+            )
         )
         return self.advance(now_ms)
 
@@ -148,18 +168,22 @@ class SimulatedVenue:
             if min(command_ms, funding_ms) > now_ms:
                 break
             if funding_state is not None and funding_ms <= command_ms:
-                events.extend(self._settle_funding(funding_state))
+                self._now_ms = max(self._now_ms, int(funding_ms))
+                events.extend(settle_funding(self.account, funding_state))
             else:
                 command = self._queue.popleft()
                 self._now_ms = max(self._now_ms, command.effective_ms)
-                if command.intent is not None:
-                    events.extend(self._activate(command.intent, command.effective_ms))
-                else:
-                    events.extend(
-                        self._cancel(command.symbol, command.client_order_id, command.effective_ms)
-                    )
+                events.extend(self._run(command))
         self._now_ms = max(self._now_ms, now_ms)
         return events
+
+    def _run(self, command: Command) -> list[OrderEvent]:
+        ts = command.effective_ms
+        if command.legs:
+            return self._activate_list(command.list_id, command.legs, ts)
+        if command.intent is not None:
+            return self._activate(command.intent, ts)
+        return self._cancel(command.symbol, command.client_order_id, ts)
 
     # ------------------------------------------------------------- market events
 
@@ -175,10 +199,7 @@ class SimulatedVenue:
         events = self.advance(ts_ms)
         if not state.resting:
             return events
-        inst = state.instrument
-        bid, ask = book.best_bid(), book.best_ask()
-        best_bid = None if math.isnan(bid) else wire_price(inst, bid)
-        best_ask = None if math.isnan(ask) else wire_price(inst, ask)
+        best_bid, best_ask = best_prices(state)
         for order in list(state.resting):
             if order.intent.client_order_id not in state.orders:
                 continue  # filled by an earlier order's cross in this loop
@@ -253,20 +274,7 @@ class SimulatedVenue:
             states = list(self._symbols.values())
         else:
             states = [self._symbols[symbol]] if symbol in self._symbols else []
-        orders = sorted((o for s in states for o in s.orders.values()), key=lambda o: o.seq)
-        return [
-            OpenOrder(
-                o.symbol,
-                o.intent.client_order_id,
-                o.venue_order_id,
-                o.side,
-                o.intent.quantity,
-                o.filled,
-                OrderStatus.PARTIALLY_FILLED if o.filled > 0 else OrderStatus.NEW,
-                o.intent,
-            )
-            for o in orders
-        ]
+        return open_order_snapshots(states)
 
     def open_order_count(self, symbol: str | None = None) -> int:
         """Return how many orders are open (cheap; open_orders builds snapshots)."""
@@ -274,6 +282,14 @@ class SimulatedVenue:
             state = self._symbols.get(symbol)
             return len(state.orders) if state else 0
         return sum(len(s.orders) for s in self._symbols.values())
+
+    def order_list_of(self, symbol: str, client_order_id: str) -> tuple[str, str] | None:
+        """Return (list id, other leg's id) while an open order's OCO sibling is open, else None."""
+        state = self._symbols.get(symbol)
+        order = state.orders.get(client_order_id) if state else None
+        if order is None or order.oco_sibling is None:
+            return None
+        return order.list_id, order.oco_sibling.intent.client_order_id
 
     def balances(self) -> dict[str, Balance]:
         return self.account.balances()
@@ -312,20 +328,16 @@ class SimulatedVenue:
             return self._reject(
                 intent, Reject.DUPLICATE_CLIENT_ORDER_ID, "Duplicate order sent.", ts
             )
-        reference = self._reference_price(state)
-        if self._validator is not None:
-            failure: tuple[str, str] | None = self._validator(intent, reference)
-        else:
-            failure = check_filters(intent, state.instrument, reference)
+        failure = self._filter_failure(intent, state)
         if failure is not None:
             return self._reject(intent, failure[0], failure[1], ts)
         conditional = intent.type in CONDITIONAL_TYPES
-        trigger_price = self._trigger_price(state)
+        trigger_at = trigger_price(state, self.config)
         if (
             conditional
             and intent.type is not OrderType.TRAILING_STOP_MARKET
-            and trigger_price is not None
-            and stop_triggered(intent, trigger_price)
+            and trigger_at is not None
+            and stop_triggered(intent, trigger_at)
         ):
             return self._reject(
                 intent, Reject.WOULD_TRIGGER_IMMEDIATELY, "Order would trigger immediately.", ts
@@ -356,9 +368,72 @@ class SimulatedVenue:
             events.extend(self._execute(state, order, ts))
         else:
             state.waiting.append(order)
-            if intent.type is OrderType.TRAILING_STOP_MARKET and trigger_price is not None:
-                trailing_triggered(order, trigger_price)  # starts tracking; cannot trigger yet
+            if intent.type is OrderType.TRAILING_STOP_MARKET and trigger_at is not None:
+                trailing_triggered(order, trigger_at)  # starts tracking; cannot trigger yet
         return events
+
+    def _filter_failure(self, intent: OrderIntent, state: SymbolState) -> tuple[str, str] | None:
+        reference = reference_price(state, self.config)
+        if self._validator is not None:
+            return self._validator(intent, reference)
+        return check_filters(intent, state.instrument, reference)
+
+    def _activate_list(
+        self, list_id: str, legs: tuple[OrderIntent, ...], ts: int
+    ) -> list[OrderEvent]:
+        def refuse(reason: str, message: str) -> list[OrderEvent]:
+            return [self._reject(leg, reason, message, ts)[0] for leg in legs]
+
+        state = self._symbols.get(legs[0].symbol)
+        if state is None:
+            return refuse(Reject.UNKNOWN_SYMBOL, f"unknown symbol {legs[0].symbol}")
+        if any(leg.client_order_id in state.orders for leg in legs):
+            return refuse(Reject.DUPLICATE_CLIENT_ORDER_ID, "Duplicate order sent.")
+        for leg in legs:
+            if (failure := self._filter_failure(leg, state)) is not None:
+                return refuse(*failure)
+        failure = oco_failure(
+            legs, self.config.market, trigger_price(state, self.config), *best_prices(state)
+        )
+        if failure is not None:
+            return refuse(*failure)
+        orders = make_legs(legs, state.instrument, self._next_order_id, self._seq, list_id)
+        holder = lock_holder(orders)  # the list locks once: one leg holds it for both
+        refusal = self.account.reserve(holder, self.marks())
+        if refusal is not None:
+            self.account.release(holder)
+            return refuse(refusal, f"{refusal.value}: account cannot cover the order list")
+        self._next_order_id += len(orders)
+        self._seq += len(orders)
+        events: list[OrderEvent] = []
+        for order in orders:
+            state.orders[order.intent.client_order_id] = order
+            events.append(
+                OrderAccepted(order.symbol, order.intent.client_order_id, order.venue_order_id, ts)
+            )
+            if order.triggered:  # the LIMIT_MAKER leg rests at once
+                assert order.working_price is not None
+                order.queue_ahead = visible_at(state, order.side, order.working_price)
+                bisect.insort(state.resting, order, key=priority)
+            else:
+                state.waiting.append(order)
+        return events
+
+    def _end_list(self, state: SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
+        """Expire the other leg of order's OCO (order triggered or fills); the lock moves over."""
+        sibling = order.oco_sibling
+        if sibling is None:
+            return []
+        order.oco_sibling = sibling.oco_sibling = None
+        held = sibling.reserved > 0
+        self._close(state, sibling)
+        if held:  # the freed lock covers this leg: taking it again cannot fail
+            self.account.reserve(order, self.marks())
+        return [
+            OrderExpired(
+                sibling.symbol, sibling.intent.client_order_id, ts, Reject.OCO_OTHER_LEG.value
+            )
+        ]
 
     def _cancel(self, symbol: str, client_order_id: str, ts: int) -> list[OrderEvent]:
         state = self._symbols.get(symbol)
@@ -366,8 +441,14 @@ class SimulatedVenue:
         if state is None or order is None:
             self.unknown_cancels += 1
             return []
+        sibling = order.oco_sibling
         self._close(state, order)
-        return [OrderCanceled(symbol, client_order_id, ts, "canceled")]
+        events: list[OrderEvent] = [OrderCanceled(symbol, client_order_id, ts, "canceled")]
+        if sibling is not None:  # cancelling one leg of an order list cancels the list
+            order.oco_sibling = sibling.oco_sibling = None
+            self._close(state, sibling)
+            events.append(OrderCanceled(symbol, sibling.intent.client_order_id, ts, "canceled"))
+        return events
 
     def _close(self, state: SymbolState, order: SimOrder) -> None:
         self.account.release(order)
@@ -386,21 +467,7 @@ class SimulatedVenue:
         self, state: SymbolState, order: SimOrder
     ) -> list[tuple[float, float, Decimal, Decimal]]:
         """Return the taker fills order would get from the current book (nothing is changed)."""
-        qty = self._fillable(order)
-        if state.book is None:
-            if (
-                order.working_price is None
-                and self.config.fill_without_book
-                and state.last_price
-                and qty > 0
-            ):
-                return [(math.nan, math.nan, state.last_price, qty)]
-            return []
-        key = taker_side_key(order.side)
-        levels = iter_levels(state.book, key)
-        return walk_levels(
-            state.instrument, levels, order.side, qty, order.working_price, state.consumed[key]
-        )
+        return walk_order(state, order, self._fillable(order), self.config.fill_without_book)
 
     def _execute(self, state: SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
         """Run a triggered order against the book: taker part, then rest, expire or complete."""
@@ -437,22 +504,9 @@ class SimulatedVenue:
             return events + self._expire(state, order, Reject.IOC_REMAINDER, ts)
         if intent.reduce_only and self._fillable(order) <= 0:
             return events + self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
-        order.queue_ahead = self._visible_at(state, order.side, limit)
+        order.queue_ahead = visible_at(state, order.side, limit)
         bisect.insort(state.resting, order, key=priority)
         return events
-
-    def _visible_at(self, state: SymbolState, side: Side, price: Decimal) -> Decimal:
-        """Return the book's visible quantity at price on side (the queue ahead of a new order)."""
-        if state.book is None:
-            return _ZERO
-        own = "bid" if side is Side.BUY else "ask"
-        for key, qty in iter_levels(state.book, own):
-            level = wire_price(state.instrument, key)
-            if level == price:
-                return wire_qty(state.instrument, qty)
-            if level < price if side is Side.BUY else level > price:
-                break
-        return _ZERO
 
     def _cross_resting(self, state: SymbolState, order: SimOrder, ts: int) -> list[OrderEvent]:
         """Fill a resting order from opposite levels that crossed it (makers at our price)."""
@@ -482,7 +536,9 @@ class SimulatedVenue:
             if order.intent.reduce_only and self._fillable(order) <= 0:
                 return self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts)
             return []
+        other_leg = self._end_list(state, order, ts)  # an OCO's limit leg: before its fill
         events: list[OrderEvent] = [self._fill(state, order, price, qty, Liquidity.MAKER, ts)]
+        events.extend(other_leg)
         if order.remaining > 0 and order.intent.reduce_only and self._fillable(order) <= 0:
             events.extend(self._expire(state, order, Reject.REDUCE_ONLY_REJECTED, ts))
         return events
@@ -504,14 +560,12 @@ class SimulatedVenue:
             self._close(state, order)
         trade_id = self._next_trade_id
         self._next_trade_id += 1
-        asset = (
-            self.config.margin_asset
-            if self.config.market is Market.USDM
-            else state.instrument.quote_asset
-        )
+        futures = self.config.market is Market.USDM
+        asset = self.config.margin_asset if futures else state.instrument.quote_asset
+        coid = order.intent.client_order_id
         return OrderFilled(
             order.symbol,
-            order.intent.client_order_id,
+            coid,
             trade_id,
             order.side,
             price,
@@ -526,6 +580,8 @@ class SimulatedVenue:
     def _check_triggers(self, state: SymbolState, price: Decimal, ts: int) -> list[OrderEvent]:
         events: list[OrderEvent] = []
         for order in list(state.waiting):
+            if order.intent.client_order_id not in state.orders:
+                continue  # the other leg of an OCO that just triggered
             if order.intent.type is OrderType.TRAILING_STOP_MARKET:
                 fired = trailing_triggered(order, price)
             else:
@@ -534,50 +590,12 @@ class SimulatedVenue:
                 continue
             order.triggered = True
             state.waiting.remove(order)
+            other_leg = self._end_list(state, order, ts)
             if order.intent.type in LIMIT_AFTER_TRIGGER:
                 order.working_price = order.intent.price
             refusal = self.account.reserve(order, self.marks(), at_trigger=True)
             if refusal is not None:
-                events.extend(self._expire(state, order, refusal, ts))
+                events.extend(self._expire(state, order, refusal, ts) + other_leg)
                 continue
-            events.extend(self._execute(state, order, ts))
+            events.extend(self._execute(state, order, ts) + other_leg)
         return events
-
-    def _settle_funding(self, state: SymbolState) -> list[OrderEvent]:
-        funding_ms = state.next_funding_ms
-        assert funding_ms is not None
-        state.next_funding_ms = None
-        state.last_funding_ms = funding_ms
-        self._now_ms = max(self._now_ms, funding_ms)
-        account = self.account
-        if not isinstance(account, FuturesAccount) or state.funding_rate is None:
-            return []
-        qty = account.position_qty(state.instrument.symbol)
-        mark = state.mark_price if state.mark_price is not None else state.last_price
-        if qty == 0 or mark is None:
-            return []
-        amount = (-qty * mark * state.funding_rate).quantize(
-            FEE_QUANTUM
-        )  # longs pay positive rates
-        account.apply_funding(amount)
-        return [
-            FundingPaid(
-                state.instrument.symbol, amount, state.funding_rate, account.asset, funding_ms
-            )
-        ]
-
-    def _reference_price(self, state: SymbolState) -> Decimal | None:
-        if self.config.market is Market.USDM and state.mark_price is not None:
-            return state.mark_price
-        if state.last_price is not None:
-            return state.last_price
-        if state.book is not None:
-            bid, ask = state.book.best_bid(), state.book.best_ask()
-            if not (math.isnan(bid) or math.isnan(ask)):
-                return wire_price(state.instrument, (bid + ask) / 2)
-        return None
-
-    def _trigger_price(self, state: SymbolState) -> Decimal | None:
-        if self.config.stop_trigger is TriggerSource.MARK and self.config.market is Market.USDM:
-            return state.mark_price
-        return state.last_price

@@ -12,9 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.model import Side
+from engine.model import Market, Side
+from engine.orders import FundingPaid, OrderEvent
 from exchange.base import Balance, VenuePosition
-from exchange.simulated_orders import FeeSchedule, Reject, SimOrder
+from exchange.simulated_orders import (
+    FEE_QUANTUM,
+    FeeSchedule,
+    Reject,
+    SimOrder,
+    SimulatedVenueConfig,
+    SymbolState,
+)
 
 _ZERO = Decimal(0)
 
@@ -240,3 +248,32 @@ class FuturesAccount:
 
 
 Account = SpotAccount | FuturesAccount
+
+
+def open_account(
+    config: SimulatedVenueConfig, balances: Mapping[str, Decimal], fees: FeeSchedule
+) -> Account:
+    """Return the venue's account: a USDⓈ-M wallet in the margin asset, or spot balances."""
+    if config.market is Market.USDM:
+        wallet = Decimal(balances.get(config.margin_asset, _ZERO))
+        return FuturesAccount(wallet, config.margin_asset, config.leverage, fees)
+    return SpotAccount(balances, fees)
+
+
+def settle_funding(account: Account, state: SymbolState) -> list[OrderEvent]:
+    """Settle the funding due on state's symbol at its next funding time (futures positions)."""
+    funding_ms = state.next_funding_ms
+    assert funding_ms is not None
+    state.next_funding_ms = None
+    state.last_funding_ms = funding_ms
+    if not isinstance(account, FuturesAccount) or state.funding_rate is None:
+        return []
+    qty = account.position_qty(state.instrument.symbol)
+    mark = state.mark_price if state.mark_price is not None else state.last_price
+    if qty == 0 or mark is None:
+        return []
+    amount = (-qty * mark * state.funding_rate).quantize(FEE_QUANTUM)  # longs pay positive rates
+    account.apply_funding(amount)
+    return [
+        FundingPaid(state.instrument.symbol, amount, state.funding_rate, account.asset, funding_ms)
+    ]

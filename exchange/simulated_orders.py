@@ -10,13 +10,15 @@ quantity Binance could have produced.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 from engine.model import Instrument, Market, Side
-from engine.orders import OrderIntent, OrderType, TimeInForce
+from engine.orders import OrderIntent, OrderStatus, OrderType, TimeInForce
+from exchange.base import OpenOrder
 
 FEE_QUANTUM = Decimal("0.00000001")  # Binance reports commissions with 8 decimals
 _BPS = Decimal(10_000)
@@ -42,6 +44,9 @@ class Reject(enum.StrEnum):
     IOC_REMAINDER = "IOC_REMAINDER"
     NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order ran out of book
     NO_BOOK = "NO_BOOK"  # a market order activated while no book was known
+    OCO_INVALID = "OCO_INVALID"  # not a valid order list (legs, types, quantities; not on futures)
+    OCO_PRICES = "OCO_PRICES"  # spot -2010 "The relationship of the prices ... is not correct."
+    OCO_OTHER_LEG = "OCO_OTHER_LEG"  # expired: the other leg of its OCO triggered or filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,8 @@ class SimOrder:
     trail_active: bool = False
     trail_extreme: Decimal | None = None  # best price seen since a trailing stop activated
     reserved: Decimal = _ZERO  # what the account holds back for this order (asset by account)
+    list_id: str = ""  # the order list (OCO) it belongs to
+    oco_sibling: SimOrder | None = None  # the other leg while both are open
 
     @property
     def symbol(self) -> str:
@@ -170,12 +177,14 @@ class SymbolState:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A submit (intent set) or a cancel, due at effective_ms."""
+    """A submit (intent set), an order list (legs set) or a cancel, due at effective_ms."""
 
     effective_ms: int
     intent: OrderIntent | None  # None: a cancel
     symbol: str
     client_order_id: str
+    legs: tuple[OrderIntent, ...] = ()  # an OCO order list: its legs (intent is the first)
+    list_id: str = ""
 
 
 # -- conversions --------------------------------------------------------------------------------
@@ -337,6 +346,88 @@ def vwap(fills: Iterable[tuple[float, float, Decimal, Decimal]]) -> tuple[Decima
         qty += take
         notional += price * take
     return qty, notional
+
+
+def walk_order(
+    state: SymbolState, order: SimOrder, qty: Decimal, fill_without_book: bool
+) -> list[tuple[float, float, Decimal, Decimal]]:
+    """Return the taker fills of qty of order against the state's book (nothing is changed).
+
+    Without a book a market-type order fills at the last trade when fill_without_book is set.
+    """
+    if state.book is None:
+        if order.working_price is None and fill_without_book and state.last_price and qty > 0:
+            return [(math.nan, math.nan, state.last_price, qty)]
+        return []
+    key = taker_side_key(order.side)
+    levels = iter_levels(state.book, key)
+    return walk_levels(
+        state.instrument, levels, order.side, qty, order.working_price, state.consumed[key]
+    )
+
+
+def visible_at(state: SymbolState, side: Side, price: Decimal) -> Decimal:
+    """Return the book's visible quantity at price on side (the queue ahead of a new order)."""
+    if state.book is None:
+        return _ZERO
+    own = "bid" if side is Side.BUY else "ask"
+    for key, qty in iter_levels(state.book, own):
+        level = wire_price(state.instrument, key)
+        if level == price:
+            return wire_qty(state.instrument, qty)
+        if level < price if side is Side.BUY else level > price:
+            break
+    return _ZERO
+
+
+def best_prices(state: SymbolState) -> tuple[Decimal | None, Decimal | None]:
+    """Return the book's best bid and ask on the tick grid (None for an empty side or no book)."""
+    if state.book is None:
+        return None, None
+    bid, ask = state.book.best_bid(), state.book.best_ask()
+    inst = state.instrument
+    return (
+        None if math.isnan(bid) else wire_price(inst, bid),
+        None if math.isnan(ask) else wire_price(inst, ask),
+    )
+
+
+def reference_price(state: SymbolState, config: SimulatedVenueConfig) -> Decimal | None:
+    """Return what filters value an order against: futures mark, else last trade, else mid."""
+    if config.market is Market.USDM and state.mark_price is not None:
+        return state.mark_price
+    if state.last_price is not None:
+        return state.last_price
+    if state.book is not None:
+        bid, ask = state.book.best_bid(), state.book.best_ask()
+        if not (math.isnan(bid) or math.isnan(ask)):
+            return wire_price(state.instrument, (bid + ask) / 2)
+    return None
+
+
+def trigger_price(state: SymbolState, config: SimulatedVenueConfig) -> Decimal | None:
+    """Return the price conditional orders trigger on (mark for futures when configured)."""
+    if config.stop_trigger is TriggerSource.MARK and config.market is Market.USDM:
+        return state.mark_price
+    return state.last_price
+
+
+def open_order_snapshots(states: Iterable[SymbolState]) -> list[OpenOrder]:
+    """Return the open orders of states as OpenOrder snapshots, in activation order."""
+    orders = sorted((o for s in states for o in s.orders.values()), key=lambda o: o.seq)
+    return [
+        OpenOrder(
+            o.symbol,
+            o.intent.client_order_id,
+            o.venue_order_id,
+            o.side,
+            o.intent.quantity,
+            o.filled,
+            OrderStatus.PARTIALLY_FILLED if o.filled > 0 else OrderStatus.NEW,
+            o.intent,
+        )
+        for o in orders
+    ]
 
 
 def iter_levels(book: BookView, side: str) -> Iterator[tuple[float, float]]:

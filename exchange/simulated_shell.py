@@ -9,7 +9,7 @@ replay of its tape produce the same order events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from engine.events import DepthDiff, DepthSnapshot, MarkPriceUpdated, TradePrinted
 from engine.orders import OrderEvent, OrderIntent
@@ -44,6 +44,10 @@ class SimulatedExecutionVenue:
     async def submit(self, intent: OrderIntent) -> None:
         """Send intent at the venue's current exchange time."""
         self._deliver(self.core.submit(intent, self.core.now_ms))
+
+    async def submit_list(self, list_client_order_id: str, legs: Sequence[OrderIntent]) -> None:
+        """Send a spot OCO order list at the venue's current exchange time."""
+        self._deliver(self.core.submit_list(list_client_order_id, legs, self.core.now_ms))
 
     async def cancel(self, symbol: str, client_order_id: str) -> None:
         """Ask to cancel at the venue's current exchange time."""

@@ -29,6 +29,7 @@ from engine.orders import (
     OrderRole,
     OrderType,
     SubmitOrder,
+    SubmitOrderList,
 )
 from risk.checks import (
     ADD_RULES,
@@ -341,6 +342,14 @@ class RiskGate:
         self._remember_sent(intent)
         return SubmitOrder(intent, ts_ms, reason)
 
+    def _remember_commands(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            if isinstance(command, SubmitOrder):
+                self._remember_sent(command.intent)
+            elif isinstance(command, SubmitOrderList):
+                for intent in command.orders:
+                    self._remember_sent(intent)
+
     def _remember_sent(self, intent: OrderIntent) -> None:
         """Keep recent intents so a venue reject can be matched to what was sent (bounded)."""
         self._sent[intent.client_order_id] = intent
@@ -464,9 +473,7 @@ class RiskGate:
             self._dca.pop(symbol, None)
         else:
             self.plans[symbol] = update.plan
-        for command in update.commands:
-            if isinstance(command, SubmitOrder):
-                self._remember_sent(command.intent)
+        self._remember_commands(update.commands)
         return GateUpdate(update.commands, problems=update.plan.problems if update.commands else ())
 
     def _on_working_event(
@@ -509,9 +516,7 @@ class RiskGate:
             update = plan_protection(entry, self.config, filters, last_price, ts_ms)
             self._dca[working.symbol] = DcaState(working.side, working.filled_qty, avg)
         self.plans[working.symbol] = update.plan
-        for command in update.commands:
-            if isinstance(command, SubmitOrder):
-                self._remember_sent(command.intent)
+        self._remember_commands(update.commands)
         return GateUpdate(update.commands, problems=update.plan.problems)
 
 

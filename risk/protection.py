@@ -3,9 +3,11 @@
 A filled entry becomes brackets, one per take-profit level: each bracket has a reduce-only stop
 (STOP_MARKET at the stop price) and a target (TAKE_PROFIT_MARKET at entry +/- r x stop distance,
 or on USDⓈ-M a TRAILING_STOP_MARKET runner for the last level), both for the bracket's quantity.
-The brackets' quantities sum exactly to the position. A bracket is one OCO pair: on spot the venue
-must place it as an order list (the base asset can only be locked once), on USDⓈ-M the sibling is
-cancelled here when one leg fills.
+The brackets' quantities sum exactly to the position. A bracket is one OCO pair: on spot it goes
+to the venue as one order list (`SubmitOrderList`, Binance `orderList/oco`: the base asset is
+locked once for both legs; when one leg triggers the venue expires the other, and cancelling one
+leg cancels both, so spot sends one cancel per pair). USDⓈ-M has no OCO: both legs are separate
+reduce-only algo orders (they lock no balance) and the sibling is cancelled here when one fills.
 
 Trigger-side rule: a stop must sit strictly on the losing side of the last price and a target on
 the winning side, else Binance triggers it at once (or rejects it with -2021 / "Order would
@@ -36,6 +38,7 @@ from engine.orders import (
     OrderRole,
     OrderType,
     SubmitOrder,
+    SubmitOrderList,
 )
 from risk.config import RiskConfig
 from risk.filters import ExchangeFilters, FilterReject
@@ -103,6 +106,10 @@ class ProtectionPlan:
         return tuple(
             o for b in self.brackets if not b.done for o in (b.stop, b.target) if o is not None
         )
+
+    @property
+    def spot(self) -> bool:
+        return self.market is Market.SPOT
 
     def oco_pairs(self) -> tuple[tuple[str, str], ...]:
         """Return (stop id, target id) of each bracket: the pairs spot must place as OCO lists."""
@@ -220,6 +227,20 @@ def _leg_id(plan: ProtectionPlan, role: OrderRole, level: int, revision: int) ->
     return client_order_id(plan.prefix, plan.entry.symbol, plan.entry.seq, role, level, revision)
 
 
+def oco_list_id(stop_id: str) -> str:
+    """Return the order-list id of an OCO pair: its stop's id with the role code `oc`.
+
+    `tl-BTCUSDT-42-sl1r1` -> `tl-BTCUSDT-42-oc1r1`: as long as the stop's id, so <= 36 chars.
+    """
+    head, _, code = stop_id.rpartition("-")
+    return f"{head}-oc{code[2:]}"
+
+
+def _is_pair(plan: ProtectionPlan, bracket: Bracket) -> bool:
+    """Return True when the bracket's legs rest as one spot OCO list."""
+    return plan.spot and bracket.stop is not None and bracket.target is not None
+
+
 class _Builder:
     """Accumulates commands and the plan while one step of the fold runs."""
 
@@ -244,11 +265,26 @@ class _Builder:
         self.legs[intent.client_order_id] = (level, kind)
         self.commands.append(SubmitOrder(intent, self.ts_ms, reason=reason))
 
+    def submit_pair(self, stop: OrderIntent, target: OrderIntent, level: int, reason: str) -> None:
+        """Submit a spot bracket as one OCO list (stop first, the list named after it)."""
+        self.legs[stop.client_order_id] = (level, STOP)
+        self.legs[target.client_order_id] = (level, TARGET)
+        listed = SubmitOrderList(
+            oco_list_id(stop.client_order_id), (stop, target), self.ts_ms, reason
+        )
+        self.commands.append(listed)
+
     def cancel(self, intent: OrderIntent | None, reason: str) -> None:
         if intent is not None:
             self.commands.append(
                 CancelOrder(intent.symbol, intent.client_order_id, self.ts_ms, reason)
             )
+
+    def cancel_bracket(self, bracket: Bracket, reason: str) -> None:
+        """Cancel a bracket's legs: one cancel takes a whole spot OCO list."""
+        self.cancel(bracket.stop, reason)
+        if not _is_pair(self.plan, bracket):
+            self.cancel(bracket.target, reason)
 
     def exit_now(self, bracket: Bracket, kind: str, reason: str) -> Bracket:
         """Close a bracket's quantity with a reduce-only MARKET order (its legs are not placed)."""
@@ -300,13 +336,17 @@ class _Builder:
             else:
                 self.problems.append(f"level {bracket.level}: target impossible ({target})")
         stop_intent = stop.to_intent(_leg_id(plan, OrderRole.STOP_LOSS, bracket.level, revision))
-        self.submit(stop_intent, bracket.level, STOP, reason)
         target_intent = None
         if isinstance(target, QuantizedOrder):
             target_intent = target.to_intent(
                 _leg_id(plan, target.order.role, bracket.level, revision)
             )
-            self.submit(target_intent, bracket.level, TARGET, reason)
+        if target_intent is not None and plan.spot:
+            self.submit_pair(stop_intent, target_intent, bracket.level, reason)
+        else:
+            self.submit(stop_intent, bracket.level, STOP, reason)
+            if target_intent is not None:
+                self.submit(target_intent, bracket.level, TARGET, reason)
         return replace(bracket, stop=stop_intent, target=target_intent, revision=revision)
 
     def finish(self, plan: ProtectionPlan, **outcome: bool) -> ProtectionUpdate:
@@ -376,9 +416,8 @@ def _move_stops(builder: _Builder, plan: ProtectionPlan, new_stop: Decimal) -> P
             brackets.append(b)
             continue
         reason = f"stop to {new_stop} after target {len(plan.targets_hit)}"
-        if plan.market is Market.SPOT:  # the OCO pair goes as a whole: cancel it, then re-place it
-            builder.cancel(b.stop, reason)
-            builder.cancel(b.target, reason)
+        if plan.spot:  # the OCO pair goes as a whole: cancel it, then re-place it
+            builder.cancel_bracket(b, reason)
             brackets.append(builder.place(b, b.revision + 1, reason))
         else:  # new stop first, so the position is never without one
             moved = builder.place(replace(b, target_price=None), b.revision + 1, reason)
@@ -395,10 +434,13 @@ def _replace_lost_leg(
     builder: _Builder, plan: ProtectionPlan, bracket: Bracket, kind: str, rejected: bool, why: str
 ) -> ProtectionPlan:
     """Restore protection after a leg vanished without our cancel (expired, rejected...)."""
-    if kind == STOP:
+    if kind == STOP or (kind == TARGET and _is_pair(plan, bracket)):
         # Never leave the quantity without a stop: re-place the pair; a rejected stop (most often
         # "would trigger immediately") is not sent again unchanged: the quantity exits at market.
-        builder.cancel(bracket.target, why)
+        # A spot OCO loses both legs at once (the venue ends the list), so there is nothing to
+        # cancel, and a lost target there means a lost stop too.
+        if not _is_pair(plan, bracket):
+            builder.cancel(bracket.target, why)
         fixed = (
             builder.exit_now(bracket, EXIT_STOP, why)
             if rejected
@@ -444,9 +486,15 @@ def apply_order_event(
         return builder.finish(_replace_lost_leg(builder, plan, bracket, kind, rejected, why))
     if not isinstance(event, OrderFilled) or not event.order_complete or bracket.done:
         return builder.finish(plan)
-    for leg in (bracket.stop, bracket.target):  # includes a newer stop when an old one won the race
-        if leg is not None and leg.client_order_id != coid:
-            builder.cancel(leg, f"{kind} {coid} filled")
+    live = {o.client_order_id for o in (bracket.stop, bracket.target) if o is not None}
+    if _is_pair(plan, bracket) and coid in live:
+        pass  # the venue expired the other leg of the OCO when this one triggered
+    elif _is_pair(plan, bracket):  # an older pair won the race with its replacement
+        builder.cancel_bracket(bracket, f"{kind} {coid} filled")
+    else:  # includes a newer stop when an old one won the race
+        for leg in (bracket.stop, bracket.target):
+            if leg is not None and leg.client_order_id != coid:
+                builder.cancel(leg, f"{kind} {coid} filled")
     brackets = tuple(replace(b, done=True) if b.level == level else b for b in plan.brackets)
     plan = replace(plan, brackets=brackets)
     if kind in TARGET_KINDS and bracket.target_price is not None:
@@ -458,9 +506,17 @@ def apply_order_event(
 
 
 def cancel_protection(plan: ProtectionPlan, ts_ms: int, reason: str) -> ProtectionUpdate:
-    """Cancel every working leg (before a manual exit, a flatten, or a re-plan after DCA)."""
+    """Cancel every working leg (before a manual exit, a flatten, or a re-plan after DCA).
+
+    A spot OCO pair takes one cancel (of its stop): the venue cancels the list.
+    """
     commands: list[Command] = []
-    for order in plan.working_orders():
-        commands.append(CancelOrder(order.symbol, order.client_order_id, ts_ms, reason))
+    for bracket in plan.brackets:
+        if bracket.done:
+            continue
+        legs = (bracket.stop,) if _is_pair(plan, bracket) else (bracket.stop, bracket.target)
+        for order in legs:
+            if order is not None:
+                commands.append(CancelOrder(order.symbol, order.client_order_id, ts_ms, reason))
     brackets = tuple(replace(b, done=True) for b in plan.brackets)
     return ProtectionUpdate(replace(plan, brackets=brackets), tuple(commands))

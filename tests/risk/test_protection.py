@@ -25,6 +25,7 @@ from engine.orders import (
     OrderRole,
     OrderType,
     SubmitOrder,
+    SubmitOrderList,
 )
 from risk.config import RiskConfig, TakeProfitLevel, TrailingConfig
 from risk.filters import ExchangeFilters, parse_exchange_filters
@@ -35,6 +36,7 @@ from risk.protection import (
     apply_order_event,
     break_even_price,
     cancel_protection,
+    oco_list_id,
     plan_protection,
 )
 from risk.quantize import OrderDraft, QuantizedOrder, quantize_order
@@ -52,12 +54,14 @@ def long_bnb(qty: str = "0.020") -> FilledEntry:
 
 
 def summary(commands: tuple) -> list[tuple]:
-    out = []
+    out: list[tuple] = []
     for c in commands:
         if isinstance(c, CancelOrder):
             out.append(("cancel", c.client_order_id))
-        else:
-            i = c.intent
+            continue
+        if isinstance(c, SubmitOrderList):  # the list, then its legs
+            out.append(("oco", c.list_client_order_id))
+        for i in c.orders if isinstance(c, SubmitOrderList) else (c.intent,):
             price = i.stop_price if i.stop_price is not None else i.price
             out.append((i.client_order_id, i.type.value, i.side.value, str(i.quantity), str(price)))
     return out
@@ -122,6 +126,7 @@ def test_a_level_too_small_for_the_filters_merges_into_the_next() -> None:
     # 0.006 BNB at the 594 stop is 3.56 USDT < NOTIONAL 5: one bracket carries all 0.012.
     update = plan_protection(long_bnb("0.012"), CONFIG, spot(), D(600), TS)
     assert summary(update.commands) == [
+        ("oco", "tl-BNBUSDT-3-oc2"),
         ("tl-BNBUSDT-3-sl2", "STOP_MARKET", "SELL", "0.012", "594.00"),
         ("tl-BNBUSDT-3-tp2", "TAKE_PROFIT_MARKET", "SELL", "0.012", "612.00"),
     ]
@@ -184,23 +189,112 @@ def test_futures_first_target_moves_the_stop_to_break_even_new_stop_first() -> N
     assert summary(done.commands) == [("cancel", "tl-BTCUSDT-7-sl2r1")] and done.plan.closed
 
 
+def test_spot_brackets_are_oco_lists_futures_brackets_separate_orders() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    # 0.020 BNB at 600 with the stop 6 away: two halves, targets at 1R = 606 and 2R = 612
+    assert summary(placed.commands) == [
+        ("oco", "tl-BNBUSDT-3-oc1"),
+        ("tl-BNBUSDT-3-sl1", "STOP_MARKET", "SELL", "0.010", "594.00"),
+        ("tl-BNBUSDT-3-tp1", "TAKE_PROFIT_MARKET", "SELL", "0.010", "606.00"),
+        ("oco", "tl-BNBUSDT-3-oc2"),
+        ("tl-BNBUSDT-3-sl2", "STOP_MARKET", "SELL", "0.010", "594.00"),
+        ("tl-BNBUSDT-3-tp2", "TAKE_PROFIT_MARKET", "SELL", "0.010", "612.00"),
+    ]
+    assert all(isinstance(c, SubmitOrderList) for c in placed.commands)
+    fut = plan_protection(long_btc(), CONFIG, usdm(), D(30010), TS)
+    assert all(isinstance(c, SubmitOrder) for c in fut.commands)
+
+
+def test_oco_list_ids_name_the_pair_and_fit_binance() -> None:
+    assert oco_list_id("tl-BTCUSDT-42-sl1") == "tl-BTCUSDT-42-oc1"
+    assert oco_list_id("tl-BTCUSDT-42-sl2r3") == "tl-BTCUSDT-42-oc2r3"
+    longest = "abcdef-0a1b2c3d-123456789012-sl9r99"  # 35 chars: a crc-named symbol
+    assert oco_list_id(longest) == "abcdef-0a1b2c3d-123456789012-oc9r99"
+
+
 def test_spot_first_target_replaces_the_whole_pair_cancel_first() -> None:
     placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
-    assert summary(placed.commands)[0] == (
-        "tl-BNBUSDT-3-sl1",
-        "STOP_MARKET",
-        "SELL",
-        "0.010",
-        "594.00",
-    )
     update = fill(placed, "tl-BNBUSDT-3-tp1", "606", "0.010", spot(), "606")
-    # break-even 600 x 1.001 / 0.999 = 601.2012..., rounded up to 601.21
+    # The venue expired sl1 with its list. Pair 2 goes with one cancel, then comes back at
+    # break-even 600 x 1.001 / 0.999 = 601.2012..., rounded up to 601.21.
+    assert summary(update.commands) == [
+        ("cancel", "tl-BNBUSDT-3-sl2"),
+        ("oco", "tl-BNBUSDT-3-oc2r1"),
+        ("tl-BNBUSDT-3-sl2r1", "STOP_MARKET", "SELL", "0.010", "601.21"),
+        ("tl-BNBUSDT-3-tp2r1", "TAKE_PROFIT_MARKET", "SELL", "0.010", "612.00"),
+    ]
+    # What the venue reports for the lists that ended changes nothing.
+    for event in (
+        OrderExpired("BNBUSDT", "tl-BNBUSDT-3-sl1", TS, "OCO_OTHER_LEG"),
+        OrderCanceled("BNBUSDT", "tl-BNBUSDT-3-sl2", TS),
+        OrderCanceled("BNBUSDT", "tl-BNBUSDT-3-tp2", TS),
+    ):
+        update = apply_order_event(update.plan, event, CONFIG, spot(), D(606), TS)
+        assert update.commands == () and update.plan.problems == ()
+
+
+def test_spot_stop_fill_leaves_the_other_leg_to_the_venue() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    stopped = fill(placed, "tl-BNBUSDT-3-sl1", "594", "0.010", spot(), "593.9")
+    assert stopped.commands == () and stopped.stopped_out
+    echo = apply_order_event(
+        stopped.plan,
+        OrderExpired("BNBUSDT", "tl-BNBUSDT-3-tp1", TS, "OCO_OTHER_LEG"),
+        CONFIG,
+        spot(),
+        D("593.9"),
+        TS,
+    )
+    assert echo.commands == () and echo.plan.problems == ()
+
+
+def test_spot_old_pair_filling_during_a_move_cancels_its_replacement() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    moved = fill(placed, "tl-BNBUSDT-3-tp1", "606", "0.010", spot(), "606")
+    # The old stop sl2 fills before the venue processed its cancel: the new pair must go.
+    raced = fill(moved, "tl-BNBUSDT-3-sl2", "594", "0.010", spot(), "594")
+    assert summary(raced.commands) == [("cancel", "tl-BNBUSDT-3-sl2r1")]
+    assert raced.stopped_out and raced.plan.closed
+
+
+def test_spot_pair_lost_by_either_leg_is_placed_again_without_cancels() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    lost = apply_order_event(
+        placed.plan,
+        OrderCanceled("BNBUSDT", "tl-BNBUSDT-3-tp1", TS, "by user"),  # took its stop along
+        CONFIG,
+        spot(),
+        D("600.5"),
+        TS,
+    )
+    assert summary(lost.commands) == [
+        ("oco", "tl-BNBUSDT-3-oc1r1"),
+        ("tl-BNBUSDT-3-sl1r1", "STOP_MARKET", "SELL", "0.010", "594.00"),
+        ("tl-BNBUSDT-3-tp1r1", "TAKE_PROFIT_MARKET", "SELL", "0.010", "606.00"),
+    ]
+    echo = apply_order_event(
+        lost.plan, OrderCanceled("BNBUSDT", "tl-BNBUSDT-3-sl1", TS), CONFIG, spot(), D(600), TS
+    )
+    assert echo.commands == ()
+
+
+def test_spot_rejected_pair_exits_its_quantity_at_market_once() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    plan = placed.plan
+    commands: list = []
+    for coid in ("tl-BNBUSDT-3-sl1", "tl-BNBUSDT-3-tp1"):  # the venue rejects both legs
+        reject = OrderRejected("BNBUSDT", coid, "OCO_PRICES", "-2010", TS)
+        update = apply_order_event(plan, reject, CONFIG, spot(), D("600.5"), TS)
+        plan, commands = update.plan, commands + list(update.commands)
+    assert summary(tuple(commands)) == [("tl-BNBUSDT-3-ex1r1", "MARKET", "SELL", "0.010", "None")]
+
+
+def test_spot_cancel_protection_sends_one_cancel_per_pair() -> None:
+    placed = plan_protection(long_bnb(), CONFIG, spot(), D("600.5"), TS)
+    update = cancel_protection(placed.plan, TS, "manual exit")
     assert summary(update.commands) == [
         ("cancel", "tl-BNBUSDT-3-sl1"),
         ("cancel", "tl-BNBUSDT-3-sl2"),
-        ("cancel", "tl-BNBUSDT-3-tp2"),
-        ("tl-BNBUSDT-3-sl2r1", "STOP_MARKET", "SELL", "0.010", "601.21"),
-        ("tl-BNBUSDT-3-tp2r1", "TAKE_PROFIT_MARKET", "SELL", "0.010", "612.00"),
     ]
 
 
@@ -319,7 +413,7 @@ def test_futures_runner_is_a_native_trailing_stop_spot_keeps_a_fixed_target() ->
         OrderRole.TRAILING_STOP,
     )
     spot_plan = plan_protection(long_bnb(), config, spot(), D("600.5"), TS)
-    assert spot_plan.commands[-1].intent.type is OrderType.TAKE_PROFIT_MARKET
+    assert spot_plan.commands[-1].orders[1].type is OrderType.TAKE_PROFIT_MARKET
 
 
 def test_cancel_protection_cancels_every_working_leg_once() -> None:
@@ -375,11 +469,20 @@ def test_bracket_quantities_sum_exactly_to_the_position(
     entry = FilledEntry(filters.symbol, Side.BUY, avg, qty, tick * 10, "tl-X-1-en", 1)
     update = plan_protection(entry, config, filters, avg, TS)
     assert sum((b.quantity for b in update.plan.brackets), D(0)) == qty
+    locked = D(0)  # what the orders hold of the base asset on spot: an OCO list counts once
     for command in update.commands:
-        assert isinstance(command, SubmitOrder)
-        intent = command.intent
-        again = quantize_order(_draft_of(intent), filters, avg)
-        assert isinstance(again, QuantizedOrder) and again.order.quantity == intent.quantity
+        assert isinstance(command, SubmitOrder | SubmitOrderList)
+        if isinstance(command, SubmitOrderList):
+            assert filters.market is Market.SPOT  # USDⓈ-M has no order lists
+            legs = command.orders
+        else:
+            legs = (command.intent,)
+        locked += legs[0].quantity
+        for intent in legs:
+            again = quantize_order(_draft_of(intent), filters, avg)
+            assert isinstance(again, QuantizedOrder) and again.order.quantity == intent.quantity
+    if filters.market is Market.SPOT:
+        assert locked <= qty  # a bracket locks its quantity once at most: no balance rejects
 
 
 def _draft_of(intent: OrderIntent) -> OrderDraft:
