@@ -92,6 +92,10 @@ class RestApi:
 
         return endpoint
 
+    def charge(self, market: Market, cost: int) -> int:
+        """Count cost against the market's weight budget; return the weight used (429 if over)."""
+        return self._charge(market, cost)
+
     def _charge(self, market: Market, cost: int) -> int:
         now_ns = self._sim.clock.now_ns()
         minute = now_ns // 60_000_000_000
@@ -191,7 +195,11 @@ class RestApi:
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             return json_response({"error": 'body must be {"kind": ..., params...}'}, 400)
         params = {k: v for k, v in body.items() if k != "kind"}
+        trading = getattr(self._sim, "trading", None)
         try:
+            if trading is not None and body["kind"] in trading.faults.kinds:
+                trading.faults.apply(body["kind"], **params)
+                return json_response({"ok": True, "injected": dict(trading.faults.injected)})
             self._sim.faults.apply(body["kind"], **params)
         except FaultError as exc:
             return json_response({"error": str(exc)}, 400)

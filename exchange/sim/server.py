@@ -34,6 +34,7 @@ from exchange.sim.faults import Faults
 from exchange.sim.replay import DepthSentCallback, Replay
 from exchange.sim.rest import RestApi
 from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.trading.simulator import TradingSim
 
 log = structlog.get_logger("tickloop.sim")
 
@@ -64,6 +65,7 @@ class SimServer:
         klines: KlineServer | None = None,
         slow_consumer_timeout_s: float = 10.0,
         max_idle_s: float = 60.0,
+        trading: bool = False,
     ) -> None:
         self.timeline = tapes if isinstance(tapes, Timeline) else load_timeline(tapes, markets)
         if not self.timeline.frames:
@@ -96,7 +98,13 @@ class SimServer:
         self._next_conn_id = 0
         self._counters = {"connections_total": 0, "rate_limit_disconnects": 0}
         self.app = web.Application()
-        RestApi(self).register(self.app)
+        self.rest = RestApi(self)
+        self.rest.register(self.app)
+        # Signed trading endpoints and user streams (exchange/sim/trading), opt-in.
+        self.trading: TradingSim | None = None
+        if trading:
+            self.trading = TradingSim(self)
+            self.trading.register(self.app)
         self.klines = klines
         if klines is not None:  # /api/v3/klines and /fapi/v1/klines for history downloads
             add_kline_routes(self.app, klines, with_info=False)
