@@ -81,7 +81,9 @@ def format_amount(value: Decimal) -> str:
 
 
 def format_money(value: Decimal | float, signed: bool = False) -> str:
-    """Format money to cents with thousands separators (+ sign when signed)."""
+    """Format money to cents with thousands separators (+ sign when signed); never -0.00."""
+    if round(value, 2) == 0:
+        return "+0.00" if signed else "0.00"
     return f"{value:+,.2f}" if signed else f"{value:,.2f}"
 
 

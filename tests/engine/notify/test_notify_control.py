@@ -1,0 +1,154 @@
+"""AppControl over real Apps: answers without a trading loop, halts and resumes, honest refusals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from notify_support import T0_NS, spot_exchange_info
+
+from engine.app import App
+from engine.clock import ReplayClock
+from engine.config import parse_config
+from engine.model import Side
+from engine.notices import Notice, StateNotice
+from engine.notify import AppControl
+from engine.notify.control import OPERATOR_BLOCK
+from engine.orders import Liquidity, OrderFilled
+from risk.state import TradingState
+
+QUIET = {"logging": {"console": "off", "file": None}}
+NO_TRADING = (
+    "Not available in this mode: testnet on spot watches market data only (no trading loop)."
+)
+
+
+def paper(shared_data: Path) -> tuple[App, list[Notice]]:
+    config = parse_config(QUIET)
+    app = App(
+        config,
+        clock=ReplayClock(T0_NS),
+        exchange_info=spot_exchange_info(shared_data, config.market.symbols),
+    )
+    heard: list[Notice] = []
+    app.notice_listeners.append(heard.append)
+    return app, heard
+
+
+def test_market_data_only_mode_says_not_available() -> None:
+    app = App(parse_config({"mode": "testnet", **QUIET}))
+    control = AppControl(app)
+    assert control.status() == (
+        "mode testnet · spot\n"
+        "market data only: no trading in this mode\n"
+        "BTCUSDT: book not synced, no model\n"
+        "ETHUSDT: book not synced, no model"
+    )
+    for answer in (
+        control.positions,
+        control.balance,
+        control.profit,
+        control.daily,
+        control.performance,
+        control.stop_entries,
+        control.resume_entries,
+        control.flatten,
+        lambda: control.halt("x"),
+    ):
+        assert answer() == NO_TRADING
+    assert control.reload().startswith("Not available in this mode: models and configuration")
+
+
+def test_halt_and_resume_move_the_risk_state_and_announce_it(shared_data: Path) -> None:
+    app, heard = paper(shared_data)
+    control = AppControl(app)
+    gate = app.trading.gate  # type: ignore[union-attr]
+    assert control.halt("operator test").startswith("Trading HALTED (MANUAL_HALT): new entries")
+    assert gate.trading_state is TradingState.HALTED
+    assert heard == [StateNotice(T0_NS // 10**6, "ACTIVE", "HALTED", "manual halt: operator test")]
+    assert control.halt("again") == "Already HALTED (MANUAL_HALT)."
+    assert len(heard) == 1
+    assert control.resume_entries() == "Entries resumed. Trading ACTIVE (was HALTED)."
+    assert gate.trading_state is TradingState.ACTIVE
+    assert heard[-1] == StateNotice(T0_NS // 10**6, "HALTED", "ACTIVE", "manual resume: Telegram")
+
+
+def test_resume_lifts_only_the_operators_own_blocks(shared_data: Path) -> None:
+    app, heard = paper(shared_data)
+    trading = app.trading
+    assert trading is not None
+    trading.blocked["ETHUSDT"] = "model bundle refused: checksum"
+    control = AppControl(app)
+    assert control.stop_entries() == (
+        "Entries stopped for BTCUSDT. Open positions keep their stops and targets. /start resumes."
+    )
+    assert control.stop_entries() == "Entries were already stopped."
+    assert trading.blocked == {
+        "ETHUSDT": "model bundle refused: checksum",
+        "BTCUSDT": OPERATOR_BLOCK,
+    }
+    assert control.resume_entries() == (
+        "Entries resumed. Trading ACTIVE (was ACTIVE). Not traded (refused): ETHUSDT."
+    )
+    assert trading.blocked == {"ETHUSDT": "model bundle refused: checksum"}
+    assert heard == []  # ACTIVE all along: no state change to announce
+
+
+def test_empty_book_answers(shared_data: Path) -> None:
+    app, _ = paper(shared_data)
+    control = AppControl(app)
+    assert control.positions() == "No open positions."
+    assert control.performance() == "No closed trades yet."
+    assert control.flatten() == "No open positions: nothing to flatten."
+    assert control.balance() == "USDT 10,000\nequity 10,000.00 USDT"
+    assert control.profit() == (
+        "closed trades 0\n"
+        "closed PnL +0.00 USDT (net of fees and funding)\n"
+        "fees 0.00 · funding +0.00\n"
+        "unrealised +0.00\n"
+        "equity 10,000.00 USDT (+0.00 % since start)"
+    )
+
+
+def test_unvalued_assets_and_short_positions(shared_data: Path) -> None:
+    app, _ = paper(shared_data)
+    portfolio = app.trading.portfolio  # type: ignore[union-attr]
+    # an ETH fee on a BTC buy: ETH has no mark yet, so it cannot be valued
+    portfolio.apply(
+        OrderFilled(
+            "BTCUSDT",
+            "a",
+            1,
+            Side.BUY,
+            Decimal(50000),
+            Decimal("0.002"),
+            Decimal("0.0001"),
+            "ETH",
+            Liquidity.TAKER,
+            1,
+            True,
+        )
+    )
+    portfolio.apply(
+        OrderFilled(
+            "BTCUSDT",
+            "b",
+            2,
+            Side.SELL,
+            Decimal(50000),
+            Decimal("0.005"),
+            Decimal(0),
+            "USDT",
+            Liquidity.TAKER,
+            2,
+            True,
+        )
+    )
+    control = AppControl(app)
+    assert control.balance() == (
+        "BTC -0.003\nETH -0.0001\nUSDT 10,150\nequity 10,000.00 USDT\n"
+        "not valued (no price yet): ETH"
+    )
+    assert control.positions() == (
+        "BTCUSDT SHORT 0.003 @ 50,000 · mark 50,000 · uPnL +0.00 · no protective orders"
+    )
