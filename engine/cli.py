@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and print the effective settings")
     _add_config(p)
+
+    p = sub.add_parser("doctor", help="check config, keys, clock, endpoints, model bundles and paths")
+    _add_config(p)
+    p.add_argument("--env-file", type=Path, default=None,
+                   help="file with BINANCE_API_KEY/BINANCE_API_SECRET (default: ./.env if present)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+    p.add_argument("--offline", action="store_true", help="local checks only (config, keys, paths, models)")
     return parser
 
 
@@ -120,6 +127,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         print(run_report(args.journal, args.html))
         return EXIT_OK
+    if args.command == "doctor":  # reports an invalid config itself, as FAIL lines
+        from engine.doctor import doctor_command
+
+        return doctor_command(_config_path(args.config), env_file=args.env_file, timeout_s=args.timeout,
+                              network=not args.offline)
     config = _load(args)
     if args.command == "check-config":
         print(config.model_dump_json(indent=2))
