@@ -133,11 +133,12 @@ class Desk:
     def place(self, record: OrderRecord | AlgoRecord, intent: OrderIntent) -> list[Fill]:
         """Submit intent for record; return the fills of the call, or raise Binance's reject."""
         key = intent.client_order_id
+        previous = self._by_key.get(key)  # an open order with this id is rejected as duplicate
         self._by_key[key] = record
         events = self.venue.submit(intent, self.now_ms())
         own = [e for e in events if getattr(e, "client_order_id", None) == key]
         if own and isinstance(own[0], OrderRejected):
-            self._by_key.pop(key, None)
+            self._restore(key, previous)
             raise reject_error(self.market, own[0].reason, own[0].message)
         if (
             len(own) == 2
@@ -145,7 +146,7 @@ class Desk:
             and own[1].reason in _REJECTED_AFTER_ACCEPT
             and (self.market is Market.USDM or record_type(record) == "LIMIT_MAKER")
         ):
-            self._by_key.pop(key, None)
+            self._restore(key, previous)
             rest = [e for e in events if e not in own]
             self._fold(rest, self.now_ms())
             raise reject_error(self.market, own[1].reason, "")
@@ -156,6 +157,12 @@ class Desk:
         before = len(record.fills) if isinstance(record, OrderRecord) else 0
         self._fold(events, self.now_ms())
         return record.fills[before:] if isinstance(record, OrderRecord) else []
+
+    def _restore(self, key: str, previous: OrderRecord | AlgoRecord | None) -> None:
+        if previous is None:
+            self._by_key.pop(key, None)
+        else:
+            self._by_key[key] = previous
 
     def cancel(self, record: OrderRecord | AlgoRecord) -> None:
         """Cancel an open record at once (the venue has no latency)."""
@@ -194,7 +201,7 @@ class Desk:
         if not events:
             return
         balances_before = self.venue.balances() if self.market is Market.SPOT else None
-        filled = False
+        filled = any(isinstance(e, OrderFilled) for e in events)
         for event in events:
             if isinstance(event, FundingPaid):
                 self._emit(self._account_update("FUNDING_FEE", event.ts_event_ms, []))
@@ -203,13 +210,9 @@ class Desk:
             if record is None:
                 continue
             if isinstance(record, AlgoRecord):
-                order = self._algo_event(record, event)
-                if order is None:
-                    continue
+                self._algo_event(record, event)
             else:
-                order = record
-            filled |= isinstance(event, OrderFilled)
-            self._order_event(order, event)
+                self._order_event(record, event)
         if self.market is Market.SPOT and balances_before is not None:
             after = self.venue.balances()
             changed = [a for a, b in after.items() if balances_before.get(a) != b]
@@ -246,16 +249,18 @@ class Desk:
             order.executed_qty += event.quantity
             order.cum_quote += event.price * event.quantity
             order.status = "FILLED" if event.order_complete else "PARTIALLY_FILLED"
+            if order.close_position and self._position.get(order.symbol, (ZERO,))[0] == 0:
+                # closePosition: the order is whatever closed the position (the core expires the rest)
+                order.orig_qty, order.status = order.executed_qty, "FILLED"
             exec_type = "TRADE"
         elif isinstance(event, OrderCanceled):
             order.status, exec_type = "CANCELED", "CANCELED"
         elif isinstance(event, OrderExpired):
+            if order.status == "FILLED":
+                return  # a closePosition order already reported its last fill as FILLED
             exec_type = "EXPIRED"
             order.expiry_reason = event.reason
             order.status = "EXPIRED"
-            if order.close_position and order.executed_qty > 0:
-                # closePosition orders close whatever the position was: the rest is not a miss
-                order.orig_qty, order.status = order.executed_qty, "FILLED"
         else:
             return
         if self.market is Market.SPOT:
@@ -263,17 +268,17 @@ class Desk:
         else:
             self._emit(order.order_trade_update(exec_type, ts, fill))
 
-    def _algo_event(self, algo: AlgoRecord, event: OrderEvent) -> OrderRecord | None:
-        """Advance an algo order; return the order its event belongs to once it triggered."""
+    def _algo_event(self, algo: AlgoRecord, event: OrderEvent) -> None:
+        """Advance an algo order; once triggered, its events belong to the order it became."""
         ts = event.ts_event_ms
         algo.update_time_ms = ts
         if isinstance(event, OrderAccepted):
             self._emit(algo.algo_update(ts))
-            return None
+            return
         if isinstance(event, OrderCanceled) and algo.actual_order_id is None:
             algo.status = "CANCELED"
             self._emit(algo.algo_update(ts))
-            return None
+            return
         if algo.actual_order_id is None:  # first fill or expiry: the trigger fired
             order = OrderRecord(
                 Market.USDM, algo.symbol, self.new_id(), algo.client_algo_id, algo.side,
@@ -291,7 +296,6 @@ class Desk:
         if not order.is_open and algo.status != "FINISHED":
             algo.status = "FINISHED"
             self._emit(algo.algo_update(ts))
-        return None
 
     def _realize(self, order: OrderRecord, fill: OrderFilled) -> Decimal:
         """Fold a futures fill into the position mirror; return its realized PnL."""
