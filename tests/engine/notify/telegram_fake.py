@@ -44,7 +44,7 @@ class Fault:
 
 @dataclass
 class FakeTelegram:
-    token: str
+    token: str = field(repr=False)  # never shown, even in a failing test's locals
     clock_ns: Callable[[], int] | None = None
     requests: list[Recorded] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
