@@ -1,9 +1,9 @@
 """The dashboard's aiohttp server: the page, a snapshot API and a websocket pushed every second.
 
-Routes: `/` (the page, with its script and style from the package inlined: nothing is fetched
-at run time, not even from this server), `/api/snapshot` (the latest snapshot as JSON) and `/ws` (the snapshot,
-pushed every `push_interval_s` of the App's clock). When a token is configured every route needs
-it, as `?token=` or `Authorization: Bearer`; it is compared in constant time and never logged
+Routes: `/` (the page, its script and style from the package inlined: nothing is fetched at
+run time), `/api/snapshot` (the latest snapshot as JSON) and `/ws` (the snapshot, pushed every
+`push_interval_s` of the App's clock). When a token is configured every route needs it, as
+`?token=` or `Authorization: Bearer`; it is compared in constant time and never logged
 (aiohttp's access log, which would print the query string, is off).
 
 Each websocket client is served by its own handler, which sends only the newest snapshot: a slow
@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import weakref
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from engine.dashboard.config import DashboardConfig, resolve_token
 from engine.dashboard.state import DashboardState
@@ -59,7 +60,7 @@ class Dashboard:
         self._latest: str | None = None
         self._version = 0
         self._changed = asyncio.Condition()
-        self.clients = 0
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.web_app = self._build_web_app()
 
     @property
@@ -74,7 +75,18 @@ class Dashboard:
         web_app.router.add_get("/", self._page)
         web_app.router.add_get("/api/snapshot", self._api_snapshot)
         web_app.router.add_get("/ws", self._ws)
+        web_app.on_shutdown.append(self._close_sockets)
         return web_app
+
+    @property
+    def clients(self) -> int:
+        """Return the number of connected pages."""
+        return len(self._sockets)
+
+    async def _close_sockets(self, _web_app: web.Application) -> None:
+        # open pages would otherwise hold the shutdown for its whole timeout
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"engine stopping")
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -83,7 +95,7 @@ class Dashboard:
         offered = request.query.get("token")
         header = request.headers.get("Authorization", "")
         if offered is None and header.startswith("Bearer "):
-            offered = header[len("Bearer "):]
+            offered = header[len("Bearer ") :]
         if not offered:
             raise web.HTTPUnauthorized(text="dashboard: a token is required (?token=...)")
         if not hmac.compare_digest(offered.encode(), self._token):
@@ -92,8 +104,9 @@ class Dashboard:
         return await handler(request)
 
     async def _page(self, _request: web.Request) -> web.Response:
-        return web.Response(text=page_html(), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(
+            text=page_html(), content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
 
     async def _api_snapshot(self, _request: web.Request) -> web.Response:
         body = self._latest if self._latest is not None else self._take_snapshot()
@@ -102,7 +115,7 @@ class Dashboard:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S)
         await ws.prepare(request)
-        self.clients += 1
+        self._sockets.add(ws)
         self.log.info("dashboard_client", remote=request.remote, clients=self.clients)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -111,17 +124,18 @@ class Dashboard:
                     if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                         break
                 sender.cancel()
-        except* (ConnectionError, asyncio.TimeoutError):
+        except* (ConnectionError, TimeoutError):
             pass  # the browser went away
         finally:
-            self.clients -= 1
+            self._sockets.discard(ws)
         return ws
 
     async def _send_latest(self, ws: web.WebSocketResponse) -> None:
         sent = -1
         while not ws.closed:
             async with self._changed:
-                await self._changed.wait_for(lambda: self._version != sent)
+                while self._version == sent:
+                    await self._changed.wait()
                 payload, sent = self._latest, self._version
             if payload is not None:
                 await asyncio.wait_for(ws.send_str(payload), SEND_TIMEOUT_S)
@@ -140,23 +154,35 @@ class Dashboard:
 
     async def run(self) -> None:
         """Serve until cancelled; a port that cannot be bound is reported, never fatal to trading."""
-        runner = web.AppRunner(self.web_app, access_log=None, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner = web.AppRunner(
+            self.web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.host, self.config.port)
             try:
                 await site.start()
             except OSError as exc:
-                self.log.error("dashboard_bind_failed", host=self.config.host, port=self.config.port,
-                               error=str(exc))
+                self.log.error(
+                    "dashboard_bind_failed",
+                    host=self.config.host,
+                    port=self.config.port,
+                    error=str(exc),
+                )
                 now_ms = self.app.clock.now_ns() // 1_000_000
-                self.app.notify(ErrorNotice(ts_ms=now_ms, component="dashboard",
-                                            message=f"cannot listen on {self.config.host}:"
-                                                    f"{self.config.port}: {exc.strerror or exc}"))
+                self.app.notify(
+                    ErrorNotice(
+                        ts_ms=now_ms,
+                        component="dashboard",
+                        message=f"cannot listen on {self.config.host}:"
+                        f"{self.config.port}: {exc.strerror or exc}",
+                    )
+                )
                 return
             self.port = _bound_port(runner, self.config.port)
-            self.log.info("dashboard_listening", url=self.url, token_required=self._token is not None)
+            self.log.info(
+                "dashboard_listening", url=self.url, token_required=self._token is not None
+            )
             self.started.set()
             while True:
                 await self.publish()

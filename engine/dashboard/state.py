@@ -133,15 +133,24 @@ class DashboardState:
         decisions: Mapping[str, Any] | None = getattr(self._strategy(), "decisions", None)
         decision = decisions.get(symbol) if decisions else None
         if decision is not None and decision.tally is not None:
-            return Reading("vote", float(decision.tally.confidence), float(decision.threshold),
-                           -1.0, 1.0, int(decision.ts_ms), decision.action)
+            return Reading(
+                "vote",
+                float(decision.tally.confidence),
+                float(decision.threshold),
+                -1.0,
+                1.0,
+                int(decision.ts_ms),
+                decision.action,
+            )
         return None
 
     def _model_reading(self, score: ScoreUpdated) -> Reading:
         sides = self._model_sides.side_scores(score)
         long = next(s for s in sides if s.side is PositionSide.LONG)
         low = -1.0 if self._combined else 0.0
-        return Reading("model", float(long.confidence), float(long.threshold), low, 1.0, score.ts_ms)
+        return Reading(
+            "model", float(long.confidence), float(long.threshold), low, 1.0, score.ts_ms
+        )
 
     def _strategy(self) -> object | None:
         trading = self.app.trading
@@ -151,7 +160,9 @@ class DashboardState:
         """Say why a coin has no confidence yet (or what its feature sets are doing)."""
         models = self.app.models
         features = self.app.features.status().get(symbol, {})
-        feature_text = ", ".join(f"{label} {s}" for label, s in features.items()) or "none configured"
+        feature_text = (
+            ", ".join(f"{label} {s}" for label, s in features.items()) or "none configured"
+        )
         if symbol in models.refused:
             return f"model refused ({models.refused[symbol]}); not traded"
         if symbol in models.models:
@@ -215,9 +226,12 @@ class DashboardState:
             coin["status"] = self.status(symbol)
         else:
             coin.update(
-                confidence=reading.confidence, threshold=reading.threshold,
-                range=[reading.low, reading.high], source=reading.source,
-                above=reading.confidence >= reading.threshold, confidence_ts_ms=reading.ts_ms,
+                confidence=reading.confidence,
+                threshold=reading.threshold,
+                range=[reading.low, reading.high],
+                source=reading.source,
+                above=reading.confidence >= reading.threshold,
+                confidence_ts_ms=reading.ts_ms,
                 status=f"vote: {reading.action}" if reading.source == "vote" else None,
             )
         return coin
@@ -234,22 +248,32 @@ def trading_view(trading: Any, config: DashboardConfig) -> dict[str, Any]:
     positions = []
     for symbol, position in portfolio.open_positions().items():
         mark = portfolio.marks.get(symbol)
-        positions.append({
-            "symbol": symbol,
-            "qty": _dec(position.qty),
-            "avg_price": _dec(position.avg_price),
-            "mark": _dec(mark),
-            "unrealized_pnl": finite(position.unrealized_pnl(mark)) if mark is not None else None,
-        })
+        positions.append(
+            {
+                "symbol": symbol,
+                "qty": _dec(position.qty),
+                "avg_price": _dec(position.avg_price),
+                "mark": _dec(mark),
+                "unrealized_pnl": finite(position.unrealized_pnl(mark))
+                if mark is not None
+                else None,
+            }
+        )
     trades = [
         {
-            "symbol": t.symbol, "direction": t.direction.value, "opened_ms": t.opened_ms,
-            "closed_ms": t.closed_ms, "quantity": _dec(t.quantity), "entry_price": _dec(t.entry_price),
-            "exit_price": _dec(t.exit_price), "pnl": finite(t.pnl), "return_pct": finite(t.return_pct),
+            "symbol": t.symbol,
+            "direction": t.direction.value,
+            "opened_ms": t.opened_ms,
+            "closed_ms": t.closed_ms,
+            "quantity": _dec(t.quantity),
+            "entry_price": _dec(t.entry_price),
+            "exit_price": _dec(t.exit_price),
+            "pnl": finite(t.pnl),
+            "return_pct": finite(t.return_pct),
         }
-        for t in portfolio.closed_trades[-config.recent_trades:]
+        for t in portfolio.closed_trades[-config.recent_trades :]
     ][::-1]
-    curve = [[p.ts_ms, finite(p.equity)] for p in trading.curve.points[-config.equity_points:]]
+    curve = [[p.ts_ms, finite(p.equity)] for p in trading.curve.points[-config.equity_points :]]
     stats = trading.stats
     return {
         "state": trading.gate.trading_state.value,
@@ -266,8 +290,13 @@ def trading_view(trading: Any, config: DashboardConfig) -> dict[str, Any]:
         "positions": positions,
         "equity_curve": curve,
         "recent_trades": trades,
-        "orders": {"requests": stats.requests, "denied": stats.denied, "submitted": stats.submitted,
-                   "fills": stats.fills, "rejected": stats.rejected},
+        "orders": {
+            "requests": stats.requests,
+            "denied": stats.denied,
+            "submitted": stats.submitted,
+            "fills": stats.fills,
+            "rejected": stats.rejected,
+        },
     }
 
 
@@ -278,19 +307,34 @@ def _score_text(score: float | None, threshold: float | None) -> str:
 
 
 _DESCRIBE: dict[type, Callable[[Any], tuple[str, str, str]]] = {
-    SignalNotice: lambda n: ("signal", n.symbol,
-                             f"signal at {n.price:g}{_score_text(n.score, n.threshold)}"),
-    TradeNotice: lambda n: ("trade", n.symbol,
-                            f"{n.kind} {n.side} {n.quantity:f} @ {n.price:f}"
-                            f"{_score_text(n.score, n.threshold)}"
-                            + (f" pnl {n.realized_pnl:+f}" if n.realized_pnl is not None else "")
-                            + (f": {n.reason}" if n.reason else "")),
+    SignalNotice: lambda n: (
+        "signal",
+        n.symbol,
+        f"signal at {n.price:g}{_score_text(n.score, n.threshold)}",
+    ),
+    TradeNotice: lambda n: (
+        "trade",
+        n.symbol,
+        f"{n.kind} {n.side} {n.quantity:f} @ {n.price:f}"
+        f"{_score_text(n.score, n.threshold)}"
+        + (f" pnl {n.realized_pnl:+f}" if n.realized_pnl is not None else "")
+        + (f": {n.reason}" if n.reason else ""),
+    ),
     StateNotice: lambda n: ("state", "", f"trading {n.from_state} -> {n.to_state}: {n.reason}"),
-    ErrorNotice: lambda n: ("error", "", f"{n.component}: {n.message}"
-                            + (" (needs a person)" if n.needs_person else "")),
+    ErrorNotice: lambda n: (
+        "error",
+        "",
+        f"{n.component}: {n.message}" + (" (needs a person)" if n.needs_person else ""),
+    ),
     MismatchNotice: lambda n: ("mismatch", n.symbol, n.detail),
-    DailySummaryNotice: lambda n: ("summary", "", f"{n.day}: equity {n.equity:f}, pnl {n.pnl:+f} "
-                                   f"({n.pnl_pct:+.2f}%), {n.trades} trades, {n.wins} won"),
+    DailySummaryNotice: lambda n: (
+        "summary",
+        "",
+        (
+            f"{n.day}: equity {n.equity:f}, pnl {n.pnl:+f} "
+            f"({n.pnl_pct:+.2f}%), {n.trades} trades, {n.wins} won"
+        ),
+    ),
 }
 
 
@@ -298,7 +342,11 @@ def describe_notice(notice: Notice) -> dict[str, Any]:
     """Turn a notice into one line for the alerts list: kind, exchange time, symbol, text."""
     describe = _DESCRIBE.get(type(notice))
     if describe is None:
-        return {"kind": "other", "ts_ms": getattr(notice, "ts_ms", None), "symbol": "",
-                "text": type(notice).__name__}
+        return {
+            "kind": "other",
+            "ts_ms": getattr(notice, "ts_ms", None),
+            "symbol": "",
+            "text": type(notice).__name__,
+        }
     kind, symbol, text = describe(notice)
     return {"kind": kind, "ts_ms": notice.ts_ms, "symbol": symbol, "text": text}

@@ -28,8 +28,10 @@ async def run_with_dashboard(
     """Replay tapes into an App with a dashboard on a free loopback port; run body; stop."""
     market = infer_market(tapes[0])
     symbols = [s for tape in tapes for s in tape_symbols(tape)]
-    raw: dict = {"logging": {"console": "off", "file": None},
-                 "book": {"snapshot_limit": 5000, "min_resync_interval_s": 0.05}}
+    raw: dict = {
+        "logging": {"console": "off", "file": None},
+        "book": {"snapshot_limit": 5000, "min_resync_interval_s": 0.05},
+    }
     raw.update(overrides or {})
     async with SimServer(list(tapes), speed=speed) as sim:
         config = point_at(parse_config(raw), sim.base_http, sim.base_ws, market, symbols)
@@ -53,8 +55,13 @@ FAST_SET = {
     "name": "fast",
     "frequency": "second",
     "generators": [
-        {"kind": "stats", "columns": ["close"], "transform": "log_return",
-         "windows": [5, 20], "stats": ["mean", "std", "slope"]},
+        {
+            "kind": "stats",
+            "columns": ["close"],
+            "transform": "log_return",
+            "windows": [5, 20],
+            "stats": ["mean", "std", "slope"],
+        },
     ],
 }
 HORIZON_S = 30
@@ -81,9 +88,14 @@ def train_tiny_bundle(tape: Path, models_dir: Path, symbol: str, threshold: floa
     booster = fit_lightgbm(features[usable], labels, plan.columns, params)
     bundle_dir = models_dir / symbol / "up"
     write_bundle(
-        bundle_dir, booster.model_to_string(), symbol=symbol, plan=plan,
+        bundle_dir,
+        booster.model_to_string(),
+        symbol=symbol,
+        plan=plan,
         label={"name": "up", "kind": "test", "side": 1, "horizon_rows": HORIZON_S},
-        threshold=threshold, training={"rows": len(usable)}, metrics={},
+        threshold=threshold,
+        training={"rows": len(usable)},
+        metrics={},
     )
     return bundle_dir
 
@@ -93,8 +105,13 @@ def model_overrides(models_dir: Path) -> dict:
     return {"features": {"sets": [FAST_SET]}, "models": {"dir": str(models_dir)}}
 
 
-def build_fed_app(tapes: Sequence[Path], raw: dict | None = None, *, limit: int | None = None,
-                  setup: Callable[[App], None] | None = None) -> App:
+def build_fed_app(
+    tapes: Sequence[Path],
+    raw: dict | None = None,
+    *,
+    limit: int | None = None,
+    setup: Callable[[App], None] | None = None,
+) -> App:
     """Build an App for tapes (trading on the simulated venue in paper/backtest modes) and feed it
     the tapes' frames in receive order on a replay clock, as the backtest does; no sockets.
 
@@ -109,8 +126,11 @@ def build_fed_app(tapes: Sequence[Path], raw: dict | None = None, *, limit: int 
     market = infer_market(tapes[0])
     symbols = [s for tape in tapes for s in tape_symbols(tape)]
     config = parse_config({"logging": {"console": "off", "file": None}, **(raw or {})})
-    config = config.model_copy(update={
-        "market": config.market.model_copy(update={"type": market, "symbols": tuple(symbols)})})
+    config = config.model_copy(
+        update={
+            "market": config.market.model_copy(update={"type": market, "symbols": tuple(symbols)})
+        }
+    )
     entries = exchange_info_from_tape(tapes, symbols, market) if trades(config) else None
     clock = ReplayClock()
     app = App(config, clock=clock, exchange_info=entries)

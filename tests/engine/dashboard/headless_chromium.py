@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -22,10 +22,19 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 APT_HINT = "apt-get update && apt-get install -y chromium"
 # ../shared/reference/dependencies.md §9: flags that keep a headless Chromium off the network
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-    "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
 )
 
 
@@ -37,8 +46,10 @@ def chromium_or_skip() -> str:
         found = shutil.which(candidate)
         if found:
             return found
-    pytest.fail(f"Chromium is not installed; the dashboard browser test needs it: `{APT_HINT}` "
-                "(or set TICKLOOP_NO_BROWSER=1 to skip this test)")
+    pytest.fail(
+        f"Chromium is not installed; the dashboard browser test needs it: `{APT_HINT}` "
+        "(or set TICKLOOP_NO_BROWSER=1 to skip this test)"
+    )
 
 
 class CdpError(Exception):
@@ -48,7 +59,9 @@ class CdpError(Exception):
 class Chromium:
     """A headless Chromium with one page, controlled over the DevTools protocol."""
 
-    def __init__(self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900) -> None:
+    def __init__(
+        self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900
+    ) -> None:
         self.executable = executable
         self.profile_dir = profile_dir
         self.width, self.height = width, height
@@ -57,12 +70,16 @@ class Chromium:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._next_id = 0
 
-    async def __aenter__(self) -> Chromium:
+    async def __aenter__(self) -> Self:
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         self._proc = await asyncio.create_subprocess_exec(
-            self.executable, *FLAGS, f"--user-data-dir={self.profile_dir}",
-            f"--window-size={self.width},{self.height}", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            self.executable,
+            *FLAGS,
+            f"--user-data-dir={self.profile_dir}",
+            f"--window-size={self.width},{self.height}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         port = await self._devtools_port()
         self._http = aiohttp.ClientSession()
@@ -71,8 +88,13 @@ class Chromium:
         page = next(t for t in targets if t.get("type") == "page")
         self._ws = await self._http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
         await self.send("Page.enable")
-        await self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
-                        deviceScaleFactor=1, mobile=False)
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=self.width,
+            height=self.height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -93,7 +115,9 @@ class Chromium:
         for _ in range(300):  # Chromium writes the file once DevTools listens
             assert self._proc is not None
             if self._proc.returncode is not None:
-                raise RuntimeError(f"chromium exited with {self._proc.returncode} before DevTools started")
+                raise RuntimeError(
+                    f"chromium exited with {self._proc.returncode} before DevTools started"
+                )
             if marker.exists():
                 first = marker.read_text().splitlines()[:1]
                 if first and first[0].isdigit():
@@ -122,17 +146,20 @@ class Chromium:
 
     async def evaluate(self, expression: str) -> Any:
         """Evaluate a JavaScript expression in the page; return its value (JSON-able)."""
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                                 awaitPromise=True)
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise CdpError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
     async def screenshot(self, path: Path) -> bytes:
-        """Save a PNG of the whole page (as tall as its content) to path and return it."""
-        height = await self.evaluate("document.documentElement.scrollHeight")
-        await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
-                        height=max(self.height, int(height)), deviceScaleFactor=1, mobile=False)
-        data = base64.b64decode((await self.send("Page.captureScreenshot", format="png"))["data"])
+        """Save a PNG of the page's content (full width, as tall as the content) and return it."""
+        height = int(await self.evaluate("Math.ceil(document.body.getBoundingClientRect().bottom)"))
+        clip = {"x": 0, "y": 0, "width": self.width, "height": max(height, 200), "scale": 1}
+        shot = await self.send(
+            "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
+        )
+        data = base64.b64decode(shot["data"])
         path.write_bytes(data)
         return data

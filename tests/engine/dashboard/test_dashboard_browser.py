@@ -94,36 +94,62 @@ async def test_page_renders_engine_values_updates_and_is_screenshotted(
     async def body(sim: SimServer, app: App, board: Dashboard) -> None:
         async with Chromium(executable, tmp_path / "profile") as browser:
             await browser.navigate(f"{board.url}?token={TOKEN}")
-            first = await poll(browser, lambda p: p["received"] >= 1 and all(
-                r["price"] for r in p["rows"]) and len(p["rows"]) == 2, "both coins with a price")
+            first = await poll(
+                browser,
+                lambda p: (
+                    p["received"] >= 1
+                    and all(r["price"] for r in p["rows"])
+                    and len(p["rows"]) == 2
+                ),
+                "both coins with a price",
+            )
             assert TOKEN not in first["url"]  # the page took the token out of the address bar
             await sim.wait_finished()
             await wait_quiet(app)
             # the engine is quiet: every snapshot from now on shows its final state
             final_seq = board.state.seq
-            app.notify(ErrorNotice(ts_ms=int(app.pipeline.symbols["BTCUSDT"].rows.last("ts")),
-                                   component="test", message="a notice for the alerts list"))
-            last = await poll(browser, lambda p: p["seq"] > final_seq + 1, "a snapshot after the replay")
+            app.notify(
+                ErrorNotice(
+                    ts_ms=int(app.pipeline.symbols["BTCUSDT"].rows.last("ts")),
+                    component="test",
+                    message="a notice for the alerts list",
+                )
+            )
+            last = await poll(
+                browser, lambda p: p["seq"] > final_seq + 1, "a snapshot after the replay"
+            )
             btc, eth = coin(last, "BTCUSDT"), coin(last, "ETHUSDT")
             seen.update(first=first, last=last)
-            seen["close"] = {s: app.pipeline.symbols[s].rows.last("close") for s in ("BTCUSDT", "ETHUSDT")}
+            seen["close"] = {
+                s: app.pipeline.symbols[s].rows.last("close") for s in ("BTCUSDT", "ETHUSDT")
+            }
             seen["score"] = app.models.latest["BTCUSDT"]
             assert app.trading is not None
             seen["equity"] = float(app.trading.portfolio.equity())
             seen["state"] = app.trading.gate.trading_state.value
 
             # the picker hides a coin's trajectory and brings it back
-            await browser.evaluate("document.querySelector('#coin-picker input[value=ETHUSDT]').click()")
+            await browser.evaluate(
+                "document.querySelector('#coin-picker input[value=ETHUSDT]').click()"
+            )
             hidden = await browser.evaluate(READ_PAGE)
-            await browser.evaluate("document.querySelector('#coin-picker input[value=ETHUSDT]').click()")
+            await browser.evaluate(
+                "document.querySelector('#coin-picker input[value=ETHUSDT]').click()"
+            )
             shown = await browser.evaluate(READ_PAGE)
-            seen["panels"] = ([p["symbol"] for p in hidden["panels"]], [p["symbol"] for p in shown["panels"]])
+            seen["panels"] = (
+                [p["symbol"] for p in hidden["panels"]],
+                [p["symbol"] for p in shown["panels"]],
+            )
             seen["btc_row"], seen["eth_row"] = btc, eth
             await browser.screenshot(shot)
 
     await run_with_dashboard(
-        [tapes["spot_btcusdt"], tapes["spot_ethusdt"]], body, speed=40.0,
-        overrides=model_overrides(tiny_models), dashboard=DashboardConfig(port=0),
+        [tapes["spot_btcusdt"], tapes["spot_ethusdt"]],
+        body,
+        speed=40.0,
+        overrides=model_overrides(tiny_models),
+        dashboard=DashboardConfig(port=0),
     )
 
     first, last = seen["first"], seen["last"]

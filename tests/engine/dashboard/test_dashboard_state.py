@@ -7,6 +7,7 @@ move, the history dots): the dashboard must show what the engine holds, nothing 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from decimal import Decimal
@@ -28,8 +29,20 @@ from engine.notices import (
 )
 from strategy.signals import ScoreUpdated
 
-SIGNALS = ("bb_squeeze", "vwap_pullback", "vwap_reversion", "breakout_retest", "atr_momentum",
-           "rsi_reversion", "swing_failure", "ema_pinch", "cvd", "fair_value_gap", "poc", "book_imbalance")
+SIGNALS = (
+    "bb_squeeze",
+    "vwap_pullback",
+    "vwap_reversion",
+    "breakout_retest",
+    "atr_momentum",
+    "rsi_reversion",
+    "swing_failure",
+    "ema_pinch",
+    "cvd",
+    "fair_value_gap",
+    "poc",
+    "book_imbalance",
+)
 
 
 def attached(config: DashboardConfig | None = None) -> tuple[list[DashboardState], object]:
@@ -46,18 +59,47 @@ def attached(config: DashboardConfig | None = None) -> tuple[list[DashboardState
 def reference_track(app: App, symbol: str) -> tuple[list[tuple[int, float]], str | None]:
     """(ts, close) of every row with a price, and the direction of the last close change."""
     rows = app.pipeline.symbols[symbol].rows
-    points = [(int(t), float(c)) for t, c in zip(rows.window("ts"), rows.window("close"), strict=True)
-              if not math.isnan(c)]
+    points = [
+        (int(t), float(c))
+        for t, c in zip(rows.window("ts"), rows.window("close"), strict=True)
+        if not math.isnan(c)
+    ]
     move = None
-    for (_, before), (_, after) in zip(points, points[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(points):
         if after != before:
             move = "up" if after > before else "down"
     return points, move
 
 
+def running_moves(points: list[tuple[int, float]]) -> list[tuple[str | None, int | None]]:
+    """After each priced row: the direction and time of the last close change so far."""
+    moves: list[tuple[str | None, int | None]] = []
+    move, move_ts, before = None, None, None
+    for ts, close in points:
+        if before is not None and close != before:
+            move, move_ts = ("up" if close > before else "down"), ts
+        before = close
+        moves.append((move, move_ts))
+    return moves
+
+
 def test_snapshot_shows_every_coin_as_the_engine_holds_it(tapes: dict[str, Path]) -> None:
     holder, setup = attached()
-    app = build_fed_app([tapes["spot_btcusdt"], tapes["spot_ethusdt"]], setup=setup)
+    seen_moves: dict[str, list[tuple[int, str | None, int | None]]] = {"BTCUSDT": [], "ETHUSDT": []}
+
+    def setup_and_watch(app: App) -> None:
+        setup(app)
+
+        def watch(md, n_rows: int) -> None:  # type: ignore[no-untyped-def]
+            if not math.isnan(md.rows.last("close")):
+                track = holder[0].coins[md.symbol]
+                seen_moves[md.symbol].append(
+                    (int(md.rows.last("ts")), track.last_move, track.last_move_ts_ms)
+                )
+
+        app.add_row_hook(watch)  # after the dashboard's hook: sees its state row by row
+
+    app = build_fed_app([tapes["spot_btcusdt"], tapes["spot_ethusdt"]], setup=setup_and_watch)
     state = holder[0]
     snap = state.snapshot()
     again = state.snapshot()
@@ -76,15 +118,26 @@ def test_snapshot_shows_every_coin_as_the_engine_holds_it(tapes: dict[str, Path]
         newest.append(coin["exchange_ts_ms"])
         points, move = reference_track(app, coin["symbol"])
         assert coin["last_move"] == move and move is not None
+        by_ts = dict(zip((t for t, _ in points), running_moves(points), strict=True))
+        seen = seen_moves[coin["symbol"]]
+        assert len(seen) > 300 and all(by_ts[ts] == (m, m_ts) for ts, m, m_ts in seen)
+        assert coin["last_move_ts_ms"] == running_moves(points)[-1][1]
         assert coin["history"] == [[t, c, None] for t, c in points]
         # no model and the vote strategy still warming up: no number, the reason
         assert coin["confidence"] is None and coin["threshold"] is None and coin["source"] is None
         needed = app.config.strategy.vote.warmup_candles
-        assert coin["status"] == f"vote strategy warming up: {len(md.candles)}/{needed} one-minute candles"
+        assert (
+            coin["status"]
+            == f"vote strategy warming up: {len(md.candles)}/{needed} one-minute candles"
+        )
     assert snap["ts_ms"] == max(newest)
     trading = snap["trading"]
     assert app.trading is not None
-    assert trading["state"] == "ACTIVE" and trading["positions"] == [] and trading["recent_trades"] == []
+    assert (
+        trading["state"] == "ACTIVE"
+        and trading["positions"] == []
+        and trading["recent_trades"] == []
+    )
     assert trading["equity"] == round(float(app.trading.portfolio.equity()), 2)
     assert trading["equity_curve"] == [[p.ts_ms, p.equity] for p in app.trading.curve.points]
     assert len(trading["equity_curve"]) >= 5  # one sample a minute over the ~6-minute tapes
@@ -108,8 +161,17 @@ def test_history_and_alerts_are_bounded(tapes: dict[str, Path]) -> None:
 
     notices = [
         SignalNotice("BTCUSDT", 1, 0.8, 0.6, 61000.5),
-        TradeNotice("BTCUSDT", 2, "entry", "BUY", Decimal("61000.50"), Decimal("0.00100"),
-                    reason="model", score=0.8, threshold=0.6),
+        TradeNotice(
+            "BTCUSDT",
+            2,
+            "entry",
+            "BUY",
+            Decimal("61000.50"),
+            Decimal("0.00100"),
+            reason="model",
+            score=0.8,
+            threshold=0.6,
+        ),
         StateNotice(3, "ACTIVE", "HALTED", "drawdown 12% >= 10%"),
         ErrorNotice(4, "venue", "429 too many requests", needs_person=True),
         MismatchNotice(5, "ETHUSDT", "venue holds 0.5, journal 0.4"),
@@ -119,11 +181,22 @@ def test_history_and_alerts_are_bounded(tapes: dict[str, Path]) -> None:
         app.notify(notice)
     alerts = state.snapshot()["alerts"]
     assert [a["ts_ms"] for a in alerts] == [6, 5, 4]  # the newest three, newest first
-    assert alerts[0] == {"kind": "summary", "ts_ms": 6, "symbol": "",
-                         "text": "2024-08-08: equity 10010.5, pnl +10.5 (+0.10%), 4 trades, 3 won"}
-    assert alerts[1] == {"kind": "mismatch", "ts_ms": 5, "symbol": "ETHUSDT",
-                         "text": "venue holds 0.5, journal 0.4"}
-    assert alerts[2]["kind"] == "error" and alerts[2]["text"] == "venue: 429 too many requests (needs a person)"
+    assert alerts[0] == {
+        "kind": "summary",
+        "ts_ms": 6,
+        "symbol": "",
+        "text": "2024-08-08: equity 10010.5, pnl +10.5 (+0.10%), 4 trades, 3 won",
+    }
+    assert alerts[1] == {
+        "kind": "mismatch",
+        "ts_ms": 5,
+        "symbol": "ETHUSDT",
+        "text": "venue holds 0.5, journal 0.4",
+    }
+    assert (
+        alerts[2]["kind"] == "error"
+        and alerts[2]["text"] == "venue: 429 too many requests (needs a person)"
+    )
     for notice in notices[:3]:
         app.notify(notice)
     texts = [a["text"] for a in state.snapshot()["alerts"]]
@@ -132,7 +205,9 @@ def test_history_and_alerts_are_bounded(tapes: dict[str, Path]) -> None:
     assert texts[2] == "signal at 61000.5 (score 0.800 vs threshold 0.600)"
 
 
-def test_model_confidence_uses_the_strategys_threshold(tapes: dict[str, Path], tiny_models: Path) -> None:
+def test_model_confidence_uses_the_strategys_threshold(
+    tapes: dict[str, Path], tiny_models: Path
+) -> None:
     scores: dict[int, ScoreUpdated] = {}
     holder, setup = attached()
 
@@ -161,19 +236,32 @@ def test_model_confidence_uses_the_strategys_threshold(tapes: dict[str, Path], t
 
 def test_vote_confidence_when_no_model(tapes: dict[str, Path]) -> None:
     weights = {name: 0.0 for name in SIGNALS} | {"book_imbalance": 1.0}
-    raw = {"mode": "backtest", "strategy": {"kind": "vote", "vote": {
-        "threshold": 0.2, "window_candles": 6, "weights": weights,
-        "signals": {"book_imbalance": {"window": 1, "min_imbalance": 0.05}},
-        "regime": {"adx_period": 2, "atr_period": 1, "atr_baseline": 2}}}}
+    raw = {
+        "mode": "backtest",
+        "strategy": {
+            "kind": "vote",
+            "vote": {
+                "threshold": 0.2,
+                "window_candles": 6,
+                "weights": weights,
+                "signals": {"book_imbalance": {"window": 1, "min_imbalance": 0.05}},
+                "regime": {"adx_period": 2, "atr_period": 1, "atr_baseline": 2},
+            },
+        },
+    }
     holder, setup = attached()
-    app = build_fed_app([tapes["usdm_btcusdt_2023a"], tapes["usdm_btcusdt_2023b"]], raw, setup=setup)
+    app = build_fed_app(
+        [tapes["usdm_btcusdt_2023a"], tapes["usdm_btcusdt_2023b"]], raw, setup=setup
+    )
     coin = holder[0].snapshot()["coins"][0]
     assert app.trading is not None
     decision = app.trading.strategy.decisions["BTCUSDT"]  # type: ignore[attr-defined]
     assert decision.tally is not None
     assert coin["source"] == "vote" and coin["confidence"] == decision.tally.confidence
     assert coin["threshold"] == 0.2 and coin["range"] == [-1.0, 1.0]
-    assert coin["status"] == f"vote: {decision.action}" and coin["confidence_ts_ms"] == decision.ts_ms
+    assert (
+        coin["status"] == f"vote: {decision.action}" and coin["confidence_ts_ms"] == decision.ts_ms
+    )
     assert any(p[2] is not None for p in coin["history"])
 
 
@@ -191,7 +279,11 @@ def test_without_model_or_trading_the_feature_status_is_shown(tapes: dict[str, P
 
 def test_config_is_frozen_and_strict() -> None:
     config = DashboardConfig()
-    assert (config.host, config.port, config.auth_env) == ("127.0.0.1", 8787, "TICKLOOP_DASHBOARD_TOKEN")
+    assert (config.host, config.port, config.auth_env) == (
+        "127.0.0.1",
+        8787,
+        "TICKLOOP_DASHBOARD_TOKEN",
+    )
     with pytest.raises(ValueError):
         DashboardConfig(tokn="x")  # type: ignore[call-arg]
     with pytest.raises(ValueError):
