@@ -141,6 +141,17 @@ def _check_env_file(env_file: Path | None, explicit: bool) -> list[Check]:
     return [Check("env-file", Status.OK, f"{env_file} (mode {mode:04o})")]
 
 
+def _check_libraries() -> Check:
+    # LightGBM's wheel links the system's OpenMP runtime, which minimal images lack
+    try:
+        import lightgbm  # noqa: F401
+        import talib  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return Check("libraries", Status.FAIL, f"{type(exc).__name__}: {exc}",
+                     "sudo apt install libgomp1 (LightGBM needs OpenMP), then reinstall: pip install -e .")
+    return Check("libraries", Status.OK, "lightgbm and TA-Lib load")
+
+
 def _check_mode(ctx: _Context) -> None:
     mode = ctx.config.mode
     if mode in ("testnet", "live"):
@@ -472,6 +483,7 @@ async def run_doctor(
                     f"{config.market.type.value} {' '.join(config.market.symbols)}",
                     "" if config_path else "pass -c /etc/tickloop/config.yaml")]
     checks += _check_env_file(env_file, env_file_explicit)
+    checks.append(_check_libraries())
     secrets = _load_secrets(env, env_file)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as http:

@@ -223,7 +223,7 @@ async def test_good_paper_set_up_against_the_simulator_is_all_ok(
     lines = "\n".join(c.line() for c in checks)
     assert all(c.status is Status.OK for c in checks), lines
     names = by_name(checks)
-    assert {"config", "mode", "endpoints", "keys", "data_dir", "log_dir", "models", "rest", "clock",
+    assert {"config", "libraries", "mode", "endpoints", "keys", "data_dir", "log_dir", "models", "rest", "clock",
             "symbols", "websocket"} <= set(names)
     # one websocket line per connection the App would open: USDⓈ-M needs /public and /market
     assert len(names["websocket"]) == (2 if market == "usdm" else 1)
