@@ -138,7 +138,7 @@ class TelegramNotifier:
 
     # -- the service -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Send queued messages and answer commands until cancelled."""
+        """Send queued messages and answer commands until cancelled (never raises otherwise)."""
         try:
             api = self._api_factory()
         except TelegramAuthFailed as exc:
@@ -149,8 +149,13 @@ class TelegramNotifier:
                 tg.create_task(self._send_loop(api), name="telegram-send")
                 if self.router is not None:
                     tg.create_task(self._poll_loop(api), name="telegram-poll")
+        except Exception:  # a bug here must end only the notifier, never the App's TaskGroup
+            self.log.exception("telegram_notifier_failed")
         finally:
-            await api.close()
+            try:
+                await api.close()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
+                self.log.info("telegram_close_failed", error=type(exc).__name__)
 
     async def _send_loop(self, api: BotApi) -> None:
         while True:

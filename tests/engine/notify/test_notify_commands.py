@@ -26,7 +26,7 @@ from notify_support import (
     tg_config,
 )
 from pydantic import SecretStr
-from telegram_fake import FakeTelegram
+from telegram_fake import FakeTelegram, Fault
 
 from engine.app import App
 from engine.clock import ReplayClock
@@ -83,7 +83,7 @@ class Session:
         # the poller has skipped the backlog: what is pushed from now on gets an answer
         await self.fake.wait_for(
             lambda: any(
-                r.method == "getUpdates" and r.fields.get("offset") == "-1"
+                r.method == "getUpdates" and r.fields.get("offset") == "-1" and r.status == 200
                 for r in self.fake.requests
             )
         )
@@ -347,3 +347,34 @@ async def test_commands_sent_while_down_are_skipped(
         assert await session.say("/performance") == ["ETHUSDT: trades 1 · wins 1 · PnL +93.90"]
     assert len(fake.sent(CHAT)) == 1
     assert [r.fields.get("offset") for r in fake.calls("getUpdates")][:1] == ["-1"]
+
+
+async def test_polling_recovers_from_telegram_errors(
+    shared_data: Path, fake: FakeTelegram, clock: ReplayClock
+) -> None:
+    fake.fail("getMe", Fault(502, "Bad Gateway"))
+    fake.fail("getUpdates", Fault(429, "Too Many Requests: retry after 3", retry_after=3))
+    fake.fail("getUpdates", Fault(500, "Internal Server Error"))
+    app = paper_app(shared_data, clock)
+    notifier = attach_telegram(
+        app, tg_config(fake.base_url), Secrets(telegram_token=SecretStr(TOKEN))
+    )
+    assert notifier is not None
+    async with running(notifier):
+        session = Session(fake, app, notifier)
+        await session.ready()
+        assert await session.say("/performance") == ["ETHUSDT: trades 1 · wins 1 · PnL +93.90"]
+    start = [(r.method, r.status, r.stamp_ns) for r in fake.requests][:7]
+    assert [(m, status) for m, status, _ in start] == [
+        ("getMe", 502),
+        ("getMe", 200),
+        ("getUpdates", 429),
+        ("getMe", 200),
+        ("getUpdates", 500),
+        ("getMe", 200),
+        ("getUpdates", 200),
+    ]
+    t = [stamp for _, _, stamp in start]
+    # waits: backoff 1 s after the first failure, Telegram's 3 s, backoff 4 s after the third
+    assert (t[1] - t[0], t[3] - t[2], t[5] - t[4]) == (1 * 10**9, 3 * 10**9, 4 * 10**9)
+    assert notifier.stats.poll_errors == 3

@@ -133,6 +133,18 @@ async def test_4xx_is_not_retried(fake: FakeTelegram, clock: ReplayClock) -> Non
     assert (notifier.stats.rejected, notifier.stats.retries) == (2, 0)
 
 
+async def test_a_hanging_telegram_times_out_and_is_retried(
+    fake: FakeTelegram, clock: ReplayClock
+) -> None:
+    fake.fail("sendMessage", Fault(500, "too late", delay_s=0.5))  # answers after we gave up
+    notifier = notifier_for(fake.base_url, clock, request_timeout_s=0.05)
+    async with running(notifier):
+        notifier(ENTRY)
+        await fake.wait_for(lambda: len(fake.sent()) == 1)
+    assert fake.sent() == [ENTRY_TEXT]
+    assert (notifier.stats.retries, notifier.stats.sent, notifier.stats.failed) == (1, 1, 0)
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
