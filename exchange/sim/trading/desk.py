@@ -97,6 +97,7 @@ class Desk:
         self._next_id = 8_000_000_000 if market is Market.USDM else 40_000_000_000
         self._position: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (qty, entry) mirror
         self._views: dict[str, SimBookView] = {}
+        self._reported_balances = self.venue.balances()
         if self.instruments:
             self.tap = ReplayTap(sim, market, self._on_trade, self._on_mark)
             watch_books(sim, market, self._on_book)
@@ -200,7 +201,6 @@ class Desk:
     def _fold(self, events: list[OrderEvent], ts_ms: int) -> None:
         if not events:
             return
-        balances_before = self.venue.balances() if self.market is Market.SPOT else None
         filled = any(isinstance(e, OrderFilled) for e in events)
         for event in events:
             if isinstance(event, FundingPaid):
@@ -213,9 +213,11 @@ class Desk:
                 self._algo_event(record, event)
             else:
                 self._order_event(record, event)
-        if self.market is Market.SPOT and balances_before is not None:
+        if self.market is Market.SPOT:
+            # the venue moved balances while it produced the events: compare with the last report
             after = self.venue.balances()
-            changed = [a for a, b in after.items() if balances_before.get(a) != b]
+            changed = [a for a, b in after.items() if self._reported_balances.get(a) != b]
+            self._reported_balances = after
             if changed:
                 self._emit(
                     {
