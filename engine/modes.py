@@ -34,6 +34,7 @@ from exchange.simulated_orders import SimulatedVenueConfig
 from portfolio.portfolio import Portfolio
 from risk.filters import parse_exchange_filters
 from risk.gate import RiskGate
+from risk.ids import parse_client_order_id
 from strategy.signals import FeatureVector, build_strategy
 
 TRADING_MODES = frozenset({"paper", "backtest"})
@@ -115,6 +116,24 @@ class TradingSink:
         self.pipeline.on_connection_lost(symbols, reason)
 
 
+def next_sequence(journal: Journal | None, prefix: str) -> int:
+    """Return the first client-order-id sequence number the journal has not used (1 if none).
+
+    A restart resumes after every id journaled under this prefix, so no id is ever repeated.
+    """
+    if journal is None:
+        return 1
+    used = (parse_client_order_id(r.intent.client_order_id) for r in journal.intents())
+    return 1 + max((p.seq for p in used if p is not None and p.prefix == prefix), default=0)
+
+
+def next_trade_id(journal: Journal | None) -> int:
+    """Return a simulated-venue trade id above every fill the journal holds (1 if none)."""
+    if journal is None:
+        return 1
+    return 1 + max((f.trade_id for f in journal.fills()), default=0)
+
+
 def build_trading(
     config: Config,
     entries: Iterable[Mapping[str, Any]],
@@ -128,7 +147,7 @@ def build_trading(
     market = config.market.type
     entries = [dict(e) for e in entries]
     instruments: dict[str, Instrument] = {
-        e["symbol"]: instrument_from_exchange_info(e, market) for e in entries
+        e["symbol"]: instrument_from_exchange_info(dict(e), market) for e in entries
     }
     filters = {e["symbol"]: parse_exchange_filters(e, market) for e in entries}
     missing = sorted(set(config.market.symbols) - set(instruments))
@@ -143,6 +162,7 @@ def build_trading(
     venue = SimulatedVenue(
         instruments.values(), balances,
         SimulatedVenueConfig(market=market, leverage=int(config.risk.leverage)),
+        next_trade_id=next_trade_id(journal),  # a restarted paper session never reuses a trade id
     )
     portfolio = Portfolio(instruments.values(), balances)
     strategy = build_strategy(config.strategy, market, model_available=bool(models and models.available))
@@ -162,7 +182,9 @@ def build_trading(
 
     return TradingLoop(
         strategy=strategy,
-        gate=RiskGate(config.risk, filters),
+        gate=RiskGate(
+            config.risk, filters, next_seq=next_sequence(journal, config.risk.client_id_prefix)
+        ),
         venue=venue,
         portfolio=portfolio,
         instruments=instruments,

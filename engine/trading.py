@@ -14,6 +14,14 @@ Take-profits: the strategy's `EnterRequest` carries its own take-profit levels a
 callback, but the risk gate owns the protective ladder (`risk.take_profit` r-multiples of the
 stop distance, `risk.trailing`): one place decides what protects a position. The strategy's
 stop distance is passed on and is what the ladder is measured in.
+
+Trading state (risk/state.py) is fed on exchange time, once per second of it (the first market
+event of each second, or `tick` while the feed is quiet): `DataObserved` with the time of the
+latest valid data (a synced book event, a row closed on a valid book), then `ClockTicked`, then
+`EquityObserved`; a venue reject is an `ErrorObserved` at once. Entering HALTED cancels entries
+(one cancel per spot OCO list) and flattens when configured. "Today" is the UTC day of exchange
+time: the day-start equity and the realised PnL today (net of fees and funding) reset at its
+first second.
 """
 
 from __future__ import annotations
@@ -44,8 +52,21 @@ from risk.checks import AccountView, Denied, MarketView
 from risk.checks import PositionView as RiskPosition
 from risk.config import RiskConfig
 from risk.filters import ExchangeFilters
-from risk.gate import EntryRequest, RiskGate
-from risk.state import EquityObserved
+from risk.gate import EntryRequest, HaltInputs, RiskGate
+from risk.halt import OpenOrderView
+from risk.ids import parse_client_order_id
+from risk.state import (
+    DAY_MS,
+    ClockTicked,
+    DataObserved,
+    EquityObserved,
+    ErrorObserved,
+    HaltRequested,
+    Observation,
+    ResumeRequested,
+    TradingState,
+    Transition,
+)
 from strategy.signals import (
     CandleClosed,
     EnterRequest,
@@ -72,6 +93,7 @@ class TradingStats:
     fills: int = 0
     rejected: int = 0
     denials: dict[str, int] = field(default_factory=dict)
+    transitions: list[Transition] = field(default_factory=list)
 
 
 @dataclass
@@ -117,37 +139,78 @@ class TradingLoop:
         self.summary = SummaryTicker(summary_interval_ms)
         self.summaries: list[str] = []
         self.day_start_equity = portfolio.equity()
+        self._day: int | None = None  # UTC day number (exchange time) of day_start_equity
+        self._day_start_realized = self._realized_net()
+        self._next_second_ms = 0  # exchange time of the next per-second risk feed
+        self.exchange_time_ms = 0  # latest exchange time seen
+        self._data_ms: int | None = None  # exchange time of the latest valid market data
+        self._data_reported_ms: int | None = None
         self._open: dict[str, _Open] = {}
         self._candles_seen: dict[str, int] = {}
         self._pending: deque[OrderEvent] = deque()
+        self._rejects: list[OrderRejected] = []
         self.dirty = False  # journal rows written since the last flush
 
     # -- time --------------------------------------------------------------------------------
     def _now(self, event_ms: int) -> int:
         return max(event_ms, self.venue.now_ms)
 
+    def tick(self, now_ms: int) -> None:
+        """Exchange time reached now_ms without market data (lets stale data be noticed)."""
+        self._time(now_ms)
+
+    def _time(self, ts_ms: int) -> None:
+        if ts_ms >= self._next_second_ms:
+            self._next_second_ms = (ts_ms // SECOND_MS + 1) * SECOND_MS
+            self._on_second(ts_ms)
+
+    # -- control (Telegram, dashboard, the venue adapter) --------------------------------------
+    def halt(self, reason: str, ts_ms: int) -> None:
+        """Halt trading by hand: cancel entries (and flatten when configured)."""
+        self._observe(HaltRequested(ts_ms, reason))
+
+    def resume(self, by: str, ts_ms: int) -> None:
+        """Resume after a halt; the losses so far are acknowledged (risk/state.py)."""
+        self._observe(ResumeRequested(ts_ms, by))
+
+    def on_error(self, kind: str, ts_ms: int) -> None:
+        """Count a venue or transport error toward the error storm that halts trading."""
+        self._observe(ErrorObserved(ts_ms, kind))
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.gate.trading_state
+
     # -- market inputs (after the pipeline applied them) ------------------------------------
     def on_trade(self, trade: TradePrinted) -> None:
         """Feed a printed trade to the venue (resting fills, stop triggers)."""
         self.last_price[trade.symbol] = Decimal(repr(trade.price))
         self._handle(self.venue.on_trade(trade))
-        self._periodic(trade.ts_event_ms)
+        self._time(trade.ts_event_ms)
 
     def on_mark_price(self, mark: MarkPriceUpdated) -> None:
         """Feed a futures mark price (funding, mark-triggered stops) to the venue."""
         self._handle(self.venue.on_mark_price(mark))
+        self._time(mark.ts_event_ms)
 
     def on_book(self, state: SymbolMarketData) -> None:
-        """Let the venue see a changed book (resting limit crosses)."""
+        """Let the venue see a changed book (resting limit crosses); a valid book is fresh data."""
         ts = state.last_depth_event_ms
-        if ts is not None and state.book_valid:
+        if ts is None:
+            return
+        if state.book_valid:
+            self._data_ms = ts if self._data_ms is None else max(self._data_ms, ts)
             self._handle(self.venue.on_book(state.symbol, state.book, ts))
+        self._time(ts)
 
     # -- data inputs ---------------------------------------------------------------------------
     def on_rows_closed(self, state: SymbolMarketData, n_rows: int) -> None:
         """Row hook: RowClosed per closed row, CandleClosed per closed candle, to the strategy."""
         symbol = state.symbol
         rows = state.rows
+        if n_rows and bool(rows.last("book_valid")):  # a row folded on a valid book is data
+            closed_ms = int(rows.last("ts")) + SECOND_MS
+            self._data_ms = closed_ms if self._data_ms is None else max(self._data_ms, closed_ms)
         for ts in rows.window("ts", min(n_rows, len(rows))):
             self._to_strategy(RowClosed(symbol, int(ts)), int(ts) + SECOND_MS)
         seen = self._candles_seen.get(symbol, 0)
@@ -211,7 +274,7 @@ class TradingLoop:
             symbol, state.book_valid if state else False,
             state.last_depth_event_ms if state else None, self._model_warm(symbol),
         )
-        decision = self.gate.request_entry(entry, self._account(), market)
+        decision = self.gate.request_entry(entry, self.account_view(), market)
         if isinstance(decision, Denied):
             self._deny(symbol, decision.reason.value, decision.detail)
             return
@@ -289,6 +352,7 @@ class TradingLoop:
             self.stats.rejected += 1
             self.log.warning("order_rejected", symbol=symbol, client_order_id=event.client_order_id,
                              reason=event.reason, message=event.message)
+            self._rejects.append(event)
         price = self.last_price.get(symbol, Decimal(0))
         update = self.gate.on_order_event(event, price, ts)
         is_open = self._is_open(symbol)
@@ -300,7 +364,11 @@ class TradingLoop:
         elif was_open and not is_open:
             self._open.pop(symbol, None)
             self._to_strategy(PositionClosed(symbol, ts, getattr(event, "client_order_id", "")), ts)
+        self._problems(update.problems)
         self._execute(update.commands)
+        while self._rejects:  # each venue reject counts toward an error storm (after its fold)
+            rejected = self._rejects.pop(0)
+            self._observe(ErrorObserved(rejected.ts_event_ms, rejected.reason))
 
     def _is_open(self, symbol: str) -> bool:
         position = self.portfolio.positions.get(symbol)
@@ -325,33 +393,94 @@ class TradingLoop:
                                          opened.entry_ts_ms, pnl_pct)
         return views
 
-    def _account(self) -> AccountView:
-        positions = tuple(
+    def _risk_positions(self) -> tuple[RiskPosition, ...]:
+        return tuple(
             RiskPosition(s, Side.BUY if p.qty > 0 else Side.SELL, abs(p.qty), p.avg_price)
             for s, p in self.portfolio.open_positions().items()
         )
+
+    def _realized_net(self) -> Decimal:
+        portfolio = self.portfolio
+        return portfolio.realized_pnl() - portfolio.fees() + portfolio.funding()
+
+    @property
+    def realized_pnl_today(self) -> Decimal:
+        """Return realised PnL since the UTC day began (exchange time), net of fees and funding."""
+        return self._realized_net() - self._day_start_realized
+
+    def account_view(self) -> AccountView:
+        """Return the account as the risk gate judges entries on it."""
         counts = {s: self.venue.open_order_count(s) for s in self.instruments}
         return AccountView(
             equity=self._equity(), day_start_equity=self.day_start_equity,
-            realized_pnl_today=self.portfolio.realized_pnl() - self.portfolio.fees(),
-            positions=positions, open_orders=counts,
+            realized_pnl_today=self.realized_pnl_today,
+            positions=self._risk_positions(), open_orders=counts,
         )
 
+    def _open_order_views(self) -> list[OpenOrderView]:
+        """Return our open orders as the halt sees them: one leg per OCO list (one cancel ends it)."""
+        views: list[OpenOrderView] = []
+        listed: set[str] = set()
+        for order in self.venue.open_orders():
+            if order.client_order_id in listed:
+                continue
+            pair = self.venue.order_list_of(order.symbol, order.client_order_id)
+            if pair is not None:
+                listed.add(pair[1])
+            parsed = parse_client_order_id(order.client_order_id)
+            role = order.intent.role if order.intent else parsed.role if parsed else None
+            if role is not None:  # an order we did not place is not ours to cancel
+                views.append(OpenOrderView(order.symbol, order.client_order_id, role))
+        return views
+
+    def _halt_inputs(self) -> HaltInputs:
+        return self._open_order_views(), self._risk_positions(), dict(self.last_price)
+
+    # -- risk state ---------------------------------------------------------------------------
+    def _observe(self, observation: Observation) -> None:
+        update = self.gate.observe(observation, halt_inputs=self._halt_inputs)
+        for transition in update.transitions:
+            self.stats.transitions.append(transition)
+            self.log.warning(
+                "trading_state", from_state=transition.from_state.value,
+                to_state=transition.to_state.value, trigger=transition.trigger.value,
+                detail=transition.detail, ts_ms=transition.ts_ms,
+            )
+        self._problems(update.problems)
+        self._execute(update.commands)
+
+    def _problems(self, problems: tuple[str, ...]) -> None:
+        for problem in problems:
+            self.log.error("protection_problem", problem=problem)
+
     # -- periodic, on exchange time ----------------------------------------------------------
-    def _periodic(self, ts_ms: int) -> None:
+    def _on_second(self, ts_ms: int) -> None:
+        """Once per second of exchange time: the UTC day, the risk state, the curve, the summary."""
+        self.exchange_time_ms = max(self.exchange_time_ms, ts_ms)
+        day = ts_ms // DAY_MS
+        if day != self._day:
+            self._new_day(day)
+        if self._data_ms is not None and self._data_ms != self._data_reported_ms:
+            self._data_reported_ms = self._data_ms
+            self._observe(DataObserved(self._data_ms))
+        self._observe(ClockTicked(ts_ms))
+        self._observe(EquityObserved(self._equity(), ts_ms))
         if self.curve.due(ts_ms):
-            self._mark_all()
-            point = self.curve.maybe_record(ts_ms, self.portfolio)
+            point = self.curve.maybe_record(ts_ms, self.portfolio)  # marked just above
             if point is not None:
                 self.dirty = True
                 if self.journal is not None:
                     self.journal.record_equity(ts_ms, point.equity, point.gross_exposure,
                                                dict(self.last_price))
-                self._execute(self.gate.observe(EquityObserved(self.portfolio.equity(), ts_ms)).commands)
         if self.summary.due(ts_ms):
             line = summary_line(self.portfolio.summary_fields(self.curve))
             self.summaries.append(line)
             self.log.info("portfolio", ts_ms=ts_ms, summary=line)
+
+    def _new_day(self, day: int) -> None:
+        self._day = day
+        self.day_start_equity = self._equity()
+        self._day_start_realized = self._realized_net()
 
     def flush(self) -> None:
         """Commit journaled rows (once per loop turn)."""

@@ -18,9 +18,8 @@ Matching (see docs/portfolio.md for the full rules):
   trades at its price have used up the visible quantity that was ahead of it when it arrived.
 - STOP_* / TAKE_PROFIT_* / TRAILING_STOP_MARKET trigger on trade prices (or mark prices for
   futures when configured), then execute as MARKET or LIMIT.
-- Spot OCO lists (`submit_list`, rules in exchange/simulated_oco.py): both legs accepted or
-  rejected together, the quantity locked once; the first leg to trigger or fill takes the lock
-  and the other expires (OCO_OTHER_LEG, after the leg's own events); cancelling one cancels both.
+- Spot OCO lists (`submit_list`, exchange/simulated_oco.py): accepted or rejected whole, locked
+  once; a leg that triggers or fills expires the other after its own events; a cancel ends both.
 """
 
 from __future__ import annotations
@@ -95,6 +94,9 @@ class SimulatedVenue:
         balances: Mapping[str, Decimal],
         config: SimulatedVenueConfig | None = None,
         validator: OrderValidator | None = None,
+        *,
+        next_order_id: int = 1,
+        next_trade_id: int = 1,  # after a restart: above every trade id already journaled
     ) -> None:
         self.config = config or SimulatedVenueConfig()
         self._validator = validator  # None: the minimal tick/step/notional check_filters
@@ -109,8 +111,8 @@ class SimulatedVenue:
         self._queue: deque[Command] = deque()
         self._now_ms = 0
         self._seq = 0
-        self._next_order_id = 1
-        self._next_trade_id = 1
+        self._next_order_id = next_order_id
+        self._next_trade_id = next_trade_id
         self.unknown_cancels = 0  # cancels of orders not open any more (Binance -2011)
 
     @property
@@ -429,11 +431,8 @@ class SimulatedVenue:
         self._close(state, sibling)
         if held:  # the freed lock covers this leg: taking it again cannot fail
             self.account.reserve(order, self.marks())
-        return [
-            OrderExpired(
-                sibling.symbol, sibling.intent.client_order_id, ts, Reject.OCO_OTHER_LEG.value
-            )
-        ]
+        coid = sibling.intent.client_order_id
+        return [OrderExpired(sibling.symbol, coid, ts, Reject.OCO_OTHER_LEG.value)]
 
     def _cancel(self, symbol: str, client_order_id: str, ts: int) -> list[OrderEvent]:
         state = self._symbols.get(symbol)

@@ -12,7 +12,7 @@ and never reads a clock: every call carries its exchange-time ms.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -60,6 +60,8 @@ from risk.sizing import Sizing, position_size
 from risk.state import Observation, RiskState, TradingState, Transition, step
 
 SENT_MEMORY = 4096  # intents remembered for matching venue rejects
+
+HaltInputs = tuple[Sequence[OpenOrderView], Sequence[PositionView], Mapping[str, Decimal]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,12 +414,19 @@ class RiskGate:
         open_orders: Sequence[OpenOrderView] = (),
         positions: Sequence[PositionView] = (),
         reference_prices: Mapping[str, Decimal] | None = None,
+        halt_inputs: Callable[[], HaltInputs] | None = None,
     ) -> GateUpdate:
-        """Fold an observation into the trading state; on entering HALTED return the halt orders."""
+        """Fold an observation into the trading state; on entering HALTED return the halt orders.
+
+        The account (open orders, positions, reference prices) matters only on entering HALTED:
+        pass it directly, or as `halt_inputs`, called only then.
+        """
         self.risk_state, transitions = step(self.risk_state, observation, self.config)
         halted = any(t.to_state is TradingState.HALTED for t in transitions)
         if not halted:
             return GateUpdate(transitions=transitions)
+        if halt_inputs is not None:
+            open_orders, positions, reference_prices = halt_inputs()
         flatten = self.config.flatten_on_halt
         plan = halt_commands(
             open_orders=open_orders,
@@ -537,4 +546,12 @@ def _fit_to_maxima(
     return quantity
 
 
-__all__ = ["Allowed", "Approved", "EntryRequest", "GateDecision", "GateUpdate", "RiskGate"]
+__all__ = [
+    "Allowed",
+    "Approved",
+    "EntryRequest",
+    "GateDecision",
+    "GateUpdate",
+    "HaltInputs",
+    "RiskGate",
+]
