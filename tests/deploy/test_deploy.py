@@ -134,10 +134,11 @@ def test_dockerfile_keeps_data_and_logs_on_a_volume() -> None:
     steps = dockerfile_instructions((DEPLOY / "Dockerfile").read_text())
     workdir = Path([arg for k, arg in steps if k == "WORKDIR"][-1])
     volumes = [Path(v) for k, arg in steps if k == "VOLUME" for v in json.loads(arg)]
-    shipped = load_config(ROOT / "config.yaml")  # the config the image copies in
-    for path in (shipped.paths.data_dir, shipped.paths.log_dir, shipped.models.dir):
-        resolved = path if path.is_absolute() else workdir / path
-        assert any(v == resolved or v in resolved.parents for v in volumes), resolved
+    # the config the image copies in, and the VPS example users mount over it
+    for config in (load_config(ROOT / "config.yaml"), load_config(DEPLOY / "config.yaml")):
+        for path in (config.paths.data_dir, config.paths.log_dir, config.models.dir):
+            resolved = path if path.is_absolute() else workdir / path
+            assert any(v == resolved or v in resolved.parents for v in volumes), resolved
 
 
 # ---------------------------------------------------------------------------- the example config
