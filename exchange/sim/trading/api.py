@@ -61,8 +61,8 @@ class Request:
 Handler = Callable[[Request], Awaitable[Any]]
 
 _UNKNOWN_MSG = {
-    Market.SPOT: (-1007, "Timeout waiting for response from backend server. Send status "
-                  "unknown; execution status unknown."),
+    Market.SPOT: (-1007, ("Timeout waiting for response from backend server. Send status "
+                          "unknown; execution status unknown.")),
     Market.USDM: (-1000, "Unknown error, please check your request or try again later."),
 }  # fmt: skip
 _DUPLICATE = {
@@ -131,7 +131,9 @@ class SignedApi:
         if not allowed:
             raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         raw_query = request.rel_url.raw_query_string
-        raw_body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        raw_body = (
+            (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        )
         params = parse_params(raw_query, raw_body)
         if signed:
             check_signature(api_key, raw_query, raw_body)
@@ -192,4 +194,3 @@ def _injected(status: int, server_time_ms: int) -> BinanceError:
     return BinanceError(
         status, -1001, "Internal error; unable to process your request. Please try again."
     )
-

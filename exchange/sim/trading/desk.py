@@ -49,13 +49,14 @@ _FUTURES_REJECTS = {
     "DUPLICATE_CLIENT_ORDER_ID": (-4116, "ClientOrderId is duplicated."),
     "WOULD_TRIGGER_IMMEDIATELY": (-2021, "Order would immediately trigger."),
     "REDUCE_ONLY_REJECTED": (-2022, "ReduceOnly Order is rejected."),
-    "POST_ONLY_WOULD_TAKE": (-5022, "Due to the order could not be executed as maker, the Post "
-                             "Only order will be rejected. The order will not be recorded in the "
-                             "order history"),
-    "FOK_NOT_FILLED": (-5021, "Due to the order could not be filled immediately, the FOK order "
-                       "has been rejected. The order will not be recorded in the order history"),
-    "MIN_NOTIONAL": (-4164, "Order's notional must be no smaller than 5 (unless you choose "
-                     "reduce only)."),
+    "POST_ONLY_WOULD_TAKE": (-5022, ("Due to the order could not be executed as maker, the Post "
+                                     "Only order will be rejected. The order will not be recorded "
+                                     "in the order history")),
+    "FOK_NOT_FILLED": (-5021, ("Due to the order could not be filled immediately, the FOK order "
+                               "has been rejected. The order will not be recorded in the order "
+                               "history")),
+    "MIN_NOTIONAL": (-4164, ("Order's notional must be no smaller than 5 (unless you choose "
+                             "reduce only).")),
     "UNKNOWN_SYMBOL": (-1121, "Invalid symbol."),
 }  # fmt: skip
 _REJECTED_AFTER_ACCEPT = {"POST_ONLY_WOULD_TAKE", "FOK_NOT_FILLED"}  # Binance answers an error

@@ -63,7 +63,9 @@ class ReplayTap:
     combined = False
     closed = False
 
-    def __init__(self, sim: SimServer, market: Market, on_trade: TradeHandler, on_mark: MarkHandler):
+    def __init__(
+        self, sim: SimServer, market: Market, on_trade: TradeHandler, on_mark: MarkHandler
+    ):
         self.conn_id = -1
         self._sim = sim
         self._market = market

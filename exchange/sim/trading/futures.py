@@ -154,7 +154,10 @@ class FuturesRoutes:
 
     def cancel_symbol(self, symbol: str) -> int:
         """Cancel every open order and algo order of symbol; return how many."""
-        records = [*self.desk.open_orders(symbol), *self.desk.open_algos(symbol)]
+        records: list[OrderRecord | AlgoRecord] = [
+            *self.desk.open_orders(symbol),
+            *self.desk.open_algos(symbol),
+        ]
         for record in records:
             self.desk.cancel(record)
         return len(records)
@@ -179,11 +182,11 @@ class FuturesRoutes:
             max_qty = inst.max_qty if inst.max_qty > 0 else Decimal(1_000_000)
             venue_qty, quantity, reduce_only = max_qty - max_qty % inst.step_size, ZERO, True
         else:
-            quantity = decimal_param(req, "quantity", required=True)
-            assert quantity is not None
-            if quantity <= 0:
+            sent = decimal_param(req, "quantity", required=True)
+            assert sent is not None
+            if sent <= 0:
                 raise BinanceError(400, -4003, "Quantity less than or equal to zero.")
-            venue_qty = quantity
+            venue_qty = quantity = sent
         trailing = wire_type == "TRAILING_STOP_MARKET"
         trigger = decimal_param(req, "triggerPrice", required=not trailing)
         callback = decimal_param(req, "callbackRate", required=trailing)
@@ -316,13 +319,19 @@ class FuturesRoutes:
 
     async def margin_type(self, req: Request) -> dict:
         symbol = symbol_param(req, self.desk.instruments)
-        wanted = enum_param(req, "marginType", ("ISOLATED", "CROSSED"), -1116, "Invalid marginType.")
+        wanted = enum_param(
+            req, "marginType", ("ISOLATED", "CROSSED"), -1116, "Invalid marginType."
+        )
         if self.margin_types.get(symbol, "CROSSED") == wanted:
             raise BinanceError(400, -4046, "No need to change margin type.")
         if self.desk.open_orders(symbol):
-            raise BinanceError(400, -4047, "Margin type cannot be changed if there exists open orders.")
+            raise BinanceError(
+                400, -4047, "Margin type cannot be changed if there exists open orders."
+            )
         if symbol in self.desk.venue.positions():
-            raise BinanceError(400, -4048, "Margin type cannot be changed if there exists position.")
+            raise BinanceError(
+                400, -4048, "Margin type cannot be changed if there exists position."
+            )
         self.margin_types[symbol] = wanted
         return {"code": 200, "msg": "success"}
 
@@ -331,9 +340,13 @@ class FuturesRoutes:
         if wanted == self.dual_side:
             raise BinanceError(400, -4059, "No need to change position side.")
         if self.desk.open_orders() or self.desk.open_algos():
-            raise BinanceError(400, -4067, "Position side cannot be changed if there exists open orders.")
+            raise BinanceError(
+                400, -4067, "Position side cannot be changed if there exists open orders."
+            )
         if self.desk.venue.positions():
-            raise BinanceError(400, -4068, "Position side cannot be changed if there exists position.")
+            raise BinanceError(
+                400, -4068, "Position side cannot be changed if there exists position."
+            )
         self.dual_side = wanted
         return {"code": 200, "msg": "success"}
 
@@ -374,4 +387,5 @@ class FuturesRoutes:
                      "realizedPnl": fmt(f.realized_pnl, _M), "side": record.side,
                      "positionSide": "BOTH", "symbol": symbol, "time": f.ts_ms}
                 )  # fmt: skip
-        return sorted(rows, key=lambda r: r["id"])[: int(req.get("limit") or 500)]
+        rows.sort(key=lambda r: int(str(r["id"])))
+        return rows[: int(req.get("limit") or 500)]

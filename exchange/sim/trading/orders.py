@@ -95,7 +95,9 @@ class OrderRecord:
                 "timeInForce": self.time_in_force,
                 "type": self.type,
                 "side": self.side,
-                "workingTime": self.time_ms if self.type in ("LIMIT", "LIMIT_MAKER", "MARKET") else -1,
+                "workingTime": self.time_ms
+                if self.type in ("LIMIT", "LIMIT_MAKER", "MARKET")
+                else -1,
                 "selfTradePreventionMode": "EXPIRE_MAKER",
             }
         )
@@ -124,7 +126,8 @@ class OrderRecord:
                 "icebergQty": fmt(ZERO, self.market),
                 "time": self.time_ms,
                 "updateTime": self.update_time_ms or self.time_ms,
-                "isWorking": self.type in ("LIMIT", "LIMIT_MAKER", "MARKET") or self.status != "NEW",
+                "isWorking": self.type in ("LIMIT", "LIMIT_MAKER", "MARKET")
+                or self.status != "NEW",
             }
         )
         return body

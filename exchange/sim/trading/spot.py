@@ -72,7 +72,9 @@ class SpotRoutes:
             raise BinanceError(400, -1013, "Invalid quantity.")
         tif = "GTC"
         if wire_type in _NEEDS_TIF:
-            tif = enum_param(req, "timeInForce", ("GTC", "IOC", "FOK"), -1115, "Invalid timeInForce.")
+            tif = enum_param(
+                req, "timeInForce", ("GTC", "IOC", "FOK"), -1115, "Invalid timeInForce."
+            )
         else:
             not_required(req, "timeInForce")
         price = decimal_param(req, "price", required=wire_type in _NEEDS_PRICE)
@@ -179,7 +181,9 @@ class SpotRoutes:
         limit = int(req.get("limit") or 500)
         rows = []
         for record in self.desk.orders.values():
-            if record.symbol != symbol or (order_id is not None and str(record.order_id) != order_id):
+            if record.symbol != symbol or (
+                order_id is not None and str(record.order_id) != order_id
+            ):
                 continue
             for f in record.fills:
                 rows.append((f.trade_id, _trade_row(record, f)))
@@ -195,4 +199,3 @@ def _trade_row(record: OrderRecord, fill: Fill) -> dict:
         "commissionAsset": fill.commission_asset, "time": fill.ts_ms,
         "isBuyer": record.side == "BUY", "isMaker": fill.maker, "isBestMatch": True,
     }  # fmt: skip
-

@@ -208,7 +208,9 @@ class UserStreams:
         filters = request.query.getall("events", [])
         live = [k for k in keys if k in self.listen_keys and not self.listen_keys[k].expired]
         if not live:
-            return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
+            return web.json_response(
+                {"code": -1125, "msg": "This listenKey does not exist."}, status=400
+            )
 
         async def setup(conn: UserConnection) -> None:
             conn.combined = request.path.endswith("/stream")
@@ -255,7 +257,9 @@ class UserStreams:
             conn.subscriptions -= gone
             return _ws_result(request_id, {})
         if method == "session.subscriptions":
-            return _ws_result(request_id, [{"subscriptionId": s} for s in sorted(conn.subscriptions)])
+            return _ws_result(
+                request_id, [{"subscriptionId": s} for s in sorted(conn.subscriptions)]
+            )
         return _ws_error(request_id, 400, -1100, f"Unknown method {method!r}.")
 
     def _check_ws_signature(self, params: dict) -> None:
@@ -272,6 +276,4 @@ def _ws_result(request_id: Any, result: Any) -> bytes:
 
 
 def _ws_error(request_id: Any, status: int, code: int, msg: str) -> bytes:
-    return orjson.dumps(
-        {"id": request_id, "status": status, "error": {"code": code, "msg": msg}}
-    )
+    return orjson.dumps({"id": request_id, "status": status, "error": {"code": code, "msg": msg}})

@@ -79,7 +79,9 @@ def floor_step(qty: Decimal, step: Decimal) -> Decimal:
     return qty.quantize(step, rounding=ROUND_DOWN)
 
 
-def walk(levels: list[tuple[Decimal, Decimal]], qty: Decimal, step: Decimal) -> list[tuple[Decimal, Decimal]]:
+def walk(
+    levels: list[tuple[Decimal, Decimal]], qty: Decimal, step: Decimal
+) -> list[tuple[Decimal, Decimal]]:
     """Reference taker walk: best level first, level quantities on the LOT_SIZE step."""
     fills = []
     left = qty

@@ -7,12 +7,11 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
+from sim_trading_harness import Client, commission, run_to_diff, tape_trades, walk
 
 from exchange.sim.server import SimServer
 from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY
-
-from sim_trading_harness import Client, commission, run_to_diff, tape_trades, walk
 
 SPOT_STEP = Decimal("0.00001")
 SPOT_FEE = Decimal("0.001")

@@ -12,12 +12,11 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
+from sim_trading_harness import Client, run_to_diff
 
 from exchange.sim.server import SimServer
 from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
-
-from sim_trading_harness import Client, run_to_diff
 
 
 @pytest.fixture
@@ -58,7 +57,10 @@ async def test_unknown_outcome_503_the_order_was_placed(usdm: Client) -> None:
     await inject(usdm, "order_unknown")
     status, body, _ = await usdm.call("POST", "/fapi/v1/order", resting_buy(usdm, "u-1", "usdm"))
     assert status == 503
-    assert body == {"code": -1000, "msg": "Unknown error, please check your request or try again later."}
+    assert body == {
+        "code": -1000,
+        "msg": "Unknown error, please check your request or try again later.",
+    }
     status, order, _ = await usdm.call(
         "GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "u-1"}
     )
@@ -155,11 +157,15 @@ async def test_spot_ws_api_subscription_delivers_execution_reports(spot: Client)
     ws = await spot.http.ws_connect(f"{spot.sim.base_ws}/ws-api/v3")
     params: dict[str, object] = {"apiKey": TEST_API_KEY, "timestamp": spot.sim.server_time_ms()}
     bad = {**params, "signature": ws_api_signature(params, "wrong")}
-    await ws.send_str(json.dumps({"id": 1, "method": "userDataStream.subscribe.signature", "params": bad}))
+    await ws.send_str(
+        json.dumps({"id": 1, "method": "userDataStream.subscribe.signature", "params": bad})
+    )
     reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
     assert reply["status"] == 400 and reply["error"]["code"] == -1022
     good = {**params, "signature": ws_api_signature(params)}
-    await ws.send_str(json.dumps({"id": 2, "method": "userDataStream.subscribe.signature", "params": good}))
+    await ws.send_str(
+        json.dumps({"id": 2, "method": "userDataStream.subscribe.signature", "params": good})
+    )
     reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
     assert reply["id"] == 2 and reply["status"] == 200
     sub_id = reply["result"]["subscriptionId"]
@@ -176,7 +182,7 @@ async def test_spot_ws_api_subscription_delivers_execution_reports(spot: Client)
         assert msg["subscriptionId"] == sub_id
         events.append(msg["event"])
     reports = [e for e in events if e["e"] == "executionReport"]
-    assert [r["x"] for r in reports][0] == "NEW" and reports[-1]["X"] == "FILLED"
+    assert reports[0]["x"] == "NEW" and reports[-1]["X"] == "FILLED"
     assert all(r["c"] == "ws-1" and r["i"] == placed["orderId"] for r in reports)
     fills = [(r["L"], r["l"]) for r in reports if r["x"] == "TRADE"]
     assert fills == [(f["price"], f["qty"]) for f in placed["fills"]]

@@ -9,12 +9,11 @@ from decimal import Decimal
 
 import aiohttp
 import pytest
+from sim_trading_harness import Client, commission, run_to_diff, tape_trades, walk
 
 from exchange.sim.server import SimServer
 from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY
-
-from sim_trading_harness import Client, commission, run_to_diff, tape_trades, walk
 
 TAKER = Decimal("0.0005")
 
@@ -58,7 +57,7 @@ async def test_conditional_types_are_refused_on_the_order_endpoint(usdm: Client)
 
 async def test_algo_stop_closes_the_position_when_replayed_trades_reach_it(usdm: Client) -> None:
     sim = usdm.sim
-    key, ws = await listen(usdm)
+    _, ws = await listen(usdm)
     _, asks = sim.book_levels("BTCUSDT", depth=20)
     expected_entry = walk(asks, Decimal("0.01"), Decimal("0.001"))
     status, entry, _ = await usdm.call(
@@ -88,8 +87,10 @@ async def test_algo_stop_closes_the_position_when_replayed_trades_reach_it(usdm:
     sim.resume()
     seen = await events_until(
         ws,
-        lambda s: any(e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED" for e in s)
-        and any(e["e"] == "ACCOUNT_UPDATE" and e["a"]["P"][0]["pa"] == "0" for e in s),
+        lambda s: (
+            any(e["e"] == "ALGO_UPDATE" and e["o"]["X"] == "FINISHED" for e in s)
+            and any(e["e"] == "ACCOUNT_UPDATE" and e["a"]["P"][0]["pa"] == "0" for e in s)
+        ),
     )
     await ws.close()
     algo_states = [e["o"]["X"] for e in seen if e["e"] == "ALGO_UPDATE"]
@@ -98,7 +99,9 @@ async def test_algo_stop_closes_the_position_when_replayed_trades_reach_it(usdm:
     entry_trades = [t for t in trades if t["c"] == "entry-1"]
     stop_trades = [t for t in trades if t["c"] == "sl-1"]
     assert sum(Decimal(t["l"]) for t in entry_trades) == Decimal("0.01")
-    assert stop_trades and stop_trades[-1]["X"] == "FILLED" and stop_trades[0]["ot"] == "STOP_MARKET"
+    assert (
+        stop_trades and stop_trades[-1]["X"] == "FILLED" and stop_trades[0]["ot"] == "STOP_MARKET"
+    )
     assert sum(Decimal(t["l"]) for t in stop_trades) == Decimal("0.01")
     for t in stop_trades:
         assert Decimal(t["rp"]) == (Decimal(t["L"]) - entry_price) * Decimal(t["l"])
@@ -129,7 +132,9 @@ async def test_duplicate_client_id_among_open_orders_is_rejected(usdm: Client) -
 
 
 async def test_account_leverage_margin_type_and_position_mode(usdm: Client) -> None:
-    status, body, _ = await usdm.call("POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": 5})
+    status, body, _ = await usdm.call(
+        "POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": 5}
+    )
     assert (status, body["leverage"]) == (200, 5)
     status, body, _ = await usdm.call(
         "POST", "/fapi/v1/marginType", {"symbol": "BTCUSDT", "marginType": "CROSSED"}
