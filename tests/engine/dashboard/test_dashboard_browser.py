@@ -83,10 +83,19 @@ async def wait_quiet(app: App) -> None:
         await asyncio.sleep(0.5)
 
 
+@pytest.fixture
+def chromium() -> str:
+    return chromium_or_skip()  # before the model is trained: a skip costs nothing
+
+
 async def test_page_renders_engine_values_updates_and_is_screenshotted(
-    tapes: dict[str, Path], tiny_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chromium: str,
+    tapes: dict[str, Path],
+    tiny_models: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    executable = chromium_or_skip()
+    executable = chromium
     monkeypatch.setenv("TICKLOOP_DASHBOARD_TOKEN", TOKEN)
     shot = tmp_path / "dashboard.png"
     seen: dict[str, Any] = {}
