@@ -220,7 +220,6 @@ class TelegramNotifier:
 
     async def _poll_loop(self, api: BotApi) -> None:
         assert self.router is not None
-        retry = self.config.retry
         failures = 0
         started = False
         while True:
@@ -230,28 +229,33 @@ class TelegramNotifier:
                     started = True
                 updates = await api.get_updates(self.offset, self.config.poll_timeout_s)
                 failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - polling recovers from anything, after a wait
                 failures += 1
                 self.stats.poll_errors += 1
-                wait_s = retry.backoff_s(failures)
-                if isinstance(exc, TelegramRetry) and exc.retry_after_s is not None:
-                    wait_s = exc.retry_after_s
-                elif isinstance(exc, TelegramAuthFailed):
-                    wait_s = retry.backoff_max_s
-                level = (
-                    "error" if isinstance(exc, TelegramAuthFailed | TelegramRejected) else "warning"
-                )
-                if not isinstance(exc, TelegramRetry | TelegramRejected | TelegramAuthFailed):
-                    self.log.exception("telegram_poll_bug")
-                else:
-                    getattr(self.log, level)("telegram_poll_failed", error=str(exc), wait_s=wait_s)
-                await self.clock.sleep(wait_s)
+                await self.clock.sleep(self._poll_wait_s(exc, failures))
                 continue
             for update in updates:
                 self.offset = update.update_id + 1
-                await self._handle(api, update)
+                try:
+                    await self._handle(api, update)
+                except Exception:  # one bad update must not stop the commands
+                    self.log.exception("telegram_update_failed", update_id=update.update_id)
+
+    def _poll_wait_s(self, exc: Exception, failures: int) -> float:
+        """Log a failed poll; return the wait before the next (Telegram's retry_after first)."""
+        retry = self.config.retry
+        if isinstance(exc, TelegramRetry):
+            wait_s = (
+                exc.retry_after_s if exc.retry_after_s is not None else retry.backoff_s(failures)
+            )
+            self.log.warning("telegram_poll_failed", error=str(exc), wait_s=wait_s)
+        elif isinstance(exc, TelegramAuthFailed | TelegramRejected):
+            wait_s = retry.backoff_max_s
+            self.log.error("telegram_poll_failed", error=str(exc), wait_s=wait_s)
+        else:
+            wait_s = retry.backoff_s(failures)
+            self.log.exception("telegram_poll_bug", wait_s=wait_s)
+        return wait_s
 
     async def _start_polling(self, api: BotApi) -> None:
         assert self.router is not None
