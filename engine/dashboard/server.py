@@ -32,6 +32,17 @@ if TYPE_CHECKING:
 
 WS_HEARTBEAT_S = 20.0
 SEND_TIMEOUT_S = 10.0
+# The page may talk to its own server only: inline script and style, the websocket, nothing else.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 SHUTDOWN_TIMEOUT_S = 2.0
 
 
@@ -104,9 +115,7 @@ class Dashboard:
         return await handler(request)
 
     async def _page(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            text=page_html(), content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
+        return web.Response(text=page_html(), content_type="text/html", headers=PAGE_HEADERS)
 
     async def _api_snapshot(self, _request: web.Request) -> web.Response:
         body = self._latest if self._latest is not None else self._take_snapshot()

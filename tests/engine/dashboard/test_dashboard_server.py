@@ -73,6 +73,7 @@ async def test_loopback_without_token_serves_page_snapshot_and_pushes(
         async with http.get(open_board.url) as resp:
             assert resp.status == 200 and resp.content_type == "text/html"
             page = await resp.text()
+            policy = resp.headers["Content-Security-Policy"]
         async with http.get(open_board.url + "api/snapshot") as resp:
             assert resp.status == 200
             snap = await resp.json()
@@ -83,6 +84,7 @@ async def test_loopback_without_token_serves_page_snapshot_and_pushes(
     assert "<title>tickloop dashboard</title>" in page and "new WebSocket" in page
     assert "/*APP_JS*/" not in page and "/*APP_CSS*/" not in page
     assert " src=" not in page and " href=" not in page
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     coin = snap["coins"][0]
     assert coin["symbol"] == "BTCUSDT" and coin["price"] == rows.last("close")
     assert coin["row_ts_ms"] == rows.last("ts")
