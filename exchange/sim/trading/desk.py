@@ -43,6 +43,7 @@ _SPOT_REJECTS = {
     "WOULD_TRIGGER_IMMEDIATELY": (-2010, "Order would trigger immediately."),
     "POST_ONLY_WOULD_TAKE": (-2010, "Order would immediately match and take."),
     "UNKNOWN_SYMBOL": (-1121, "Invalid symbol."),
+    "OCO_PRICES": (-2010, "The relationship of the prices for the orders is not correct."),
 }
 _FUTURES_REJECTS = {
     "INSUFFICIENT_BALANCE": (-2019, "Margin is insufficient."),
@@ -159,6 +160,22 @@ class Desk:
         before = len(record.fills) if isinstance(record, OrderRecord) else 0
         self._fold(events, self.now_ms())
         return record.fills[before:] if isinstance(record, OrderRecord) else []
+
+    def place_list(self, list_id: int, records: list[OrderRecord], legs: list[OrderIntent]) -> None:
+        """Submit a spot OCO list (both legs or neither), or raise Binance's reject."""
+        keys = [leg.client_order_id for leg in legs]
+        previous = [self._by_key.get(k) for k in keys]
+        for key, record in zip(keys, records, strict=True):
+            self._by_key[key] = record
+        events = self.venue.submit_list(str(list_id), legs, self.now_ms())
+        rejected = [e for e in events if isinstance(e, OrderRejected) and e.client_order_id in keys]
+        if rejected:
+            for key, prior in zip(keys, previous, strict=True):
+                self._restore(key, prior)
+            raise reject_error(self.market, rejected[0].reason, rejected[0].message)
+        for record in records:
+            self.orders[record.order_id] = record
+        self._fold(events, self.now_ms())
 
     def _restore(self, key: str, previous: OrderRecord | AlgoRecord | None) -> None:
         if previous is None:

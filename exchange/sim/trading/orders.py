@@ -63,6 +63,7 @@ class OrderRecord:
     fills: list[Fill] = field(default_factory=list)
     algo_id: int | None = None  # the algo order this order came from
     expiry_reason: str = ""
+    order_list_id: int = -1  # spot OCO list
 
     @property
     def is_open(self) -> bool:
@@ -78,7 +79,7 @@ class OrderRecord:
         body: dict[str, Any] = {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id,
             "transactTime": self.time_ms,
         }
@@ -170,7 +171,7 @@ class OrderRecord:
             "e": "executionReport", "E": ts_ms, "s": self.symbol, "c": self.client_order_id,
             "S": self.side, "o": self.type, "f": self.time_in_force,
             "q": fmt(self.orig_qty, m), "p": fmt(self.price, m), "P": fmt(self.stop_price, m),
-            "F": fmt(ZERO, m), "g": -1, "C": "", "x": exec_type, "X": self.status, "r": "NONE",
+            "F": fmt(ZERO, m), "g": self.order_list_id, "C": "", "x": exec_type, "X": self.status, "r": "NONE",
             "i": self.order_id, "l": fmt(fill.qty if fill else ZERO, m),
             "z": fmt(self.executed_qty, m), "L": fmt(fill.price if fill else ZERO, m),
             "n": fmt(fill.commission, m) if fill else "0",

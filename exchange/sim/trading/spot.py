@@ -1,4 +1,4 @@
-"""Spot trading endpoints: order (new, cancel, query), open orders, account, myTrades.
+"""Spot trading endpoints: order (new, cancel, query), OCO lists, open orders, account, myTrades.
 
 Order types: LIMIT, LIMIT_MAKER, MARKET (by quantity), STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT,
 TAKE_PROFIT_LIMIT (by stopPrice). Not simulated: quoteOrderQty, trailingDelta, icebergQty
@@ -38,6 +38,8 @@ _TYPES = {
 _NEEDS_TIF = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 _NEEDS_PRICE = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 _NEEDS_STOP = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 
 
 class SpotRoutes:
@@ -57,6 +59,7 @@ class SpotRoutes:
         add(app, "DELETE", "/api/v3/openOrders", m, 1, self.cancel_open_orders, trade)
         add(app, "GET", "/api/v3/account", m, 20, self.account)
         add(app, "GET", "/api/v3/myTrades", m, 20, self.my_trades)
+        add(app, "POST", "/api/v3/orderList/oco", m, 1, self.new_oco, trade, placement=True)
 
     async def new_order(self, req: Request) -> dict:
         desk = self.desk
@@ -107,6 +110,53 @@ class SpotRoutes:
         )
         fills = desk.place(record, intent)
         return record.spot_body(resp_type, fills)
+
+    async def new_oco(self, req: Request) -> dict:
+        """POST /api/v3/orderList/oco: two legs on one side, accepted or rejected together."""
+        desk = self.desk
+        symbol = symbol_param(req, desk.instruments)
+        side = enum_param(req, "side", ("BUY", "SELL"), -1117, "Invalid side.")
+        quantity = decimal_param(req, "quantity", required=True)
+        assert quantity is not None
+        list_client_id = client_id_param(req, "listClientOrderId", SPOT_CLIENT_ID_RE)
+        list_id = desk.new_id()
+        now = desk.now_ms()
+        records: list[OrderRecord] = []
+        legs: list[OrderIntent] = []
+        for leg, types in (("above", _ABOVE_TYPES), ("below", _BELOW_TYPES)):
+            wire_type = enum_param(req, f"{leg}Type", types, -1116, "Invalid orderType.")
+            price = decimal_param(req, f"{leg}Price", required=wire_type in _NEEDS_PRICE)
+            stop = decimal_param(req, f"{leg}StopPrice", required=wire_type in _NEEDS_STOP)
+            tif = req.get(f"{leg}TimeInForce") or "GTC"
+            client_id = client_id_param(req, f"{leg}ClientOrderId", SPOT_CLIENT_ID_RE)
+            client_id = client_id or f"sim-{next(self._client_ids):018d}"
+            record = OrderRecord(
+                Market.SPOT, symbol, desk.new_id(), client_id, side, wire_type, tif, quantity,
+                price or ZERO, stop or ZERO, now, order_list_id=list_id,
+            )  # fmt: skip
+            records.append(record)
+            legs.append(
+                OrderIntent(
+                    client_id,
+                    symbol,
+                    Side(side),
+                    _TYPES[wire_type],
+                    quantity,
+                    price=price,
+                    stop_price=stop,
+                    time_in_force=TimeInForce(tif),
+                )
+            )
+        desk.place_list(list_id, records, legs)
+        return {
+            "orderListId": list_id, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED",
+            "listOrderStatus": "EXECUTING",
+            "listClientOrderId": list_client_id or f"sim-list-{list_id}",
+            "transactionTime": now, "symbol": symbol,
+            "orders": [{"symbol": symbol, "orderId": r.order_id,
+                        "clientOrderId": r.client_order_id} for r in records],
+            "orderReports": [r.spot_body("RESULT") for r in records],
+        }  # fmt: skip
 
     def _lookup(self, req: Request, unknown_code: int, unknown_msg: str) -> OrderRecord:
         symbol = symbol_param(req, self.desk.instruments)

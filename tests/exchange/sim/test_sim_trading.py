@@ -170,3 +170,32 @@ async def test_api_restrictions_report_the_key_permissions(spot: Client) -> None
     status, body, _ = await spot.call("GET", "/sapi/v1/account/apiRestrictions")
     assert status == 200
     assert body["enableWithdrawals"] is False and body["enableSpotAndMarginTrading"] is True
+
+
+async def test_oco_list_rests_both_legs_and_one_cancel_ends_both(spot: Client) -> None:
+    last = Decimal(tape_trades(spot.sim, after_position=False)[-1]["p"])
+    oco = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.01", "listClientOrderId": "bracket-1",
+           "aboveType": "LIMIT_MAKER", "abovePrice": str(last + 3000), "aboveClientOrderId": "tp-1",
+           "belowType": "STOP_LOSS", "belowStopPrice": str(last - 3000),
+           "belowClientOrderId": "sl-1"}  # fmt: skip
+    status, body, _ = await spot.call("POST", "/api/v3/orderList/oco", oco)
+    assert status == 200, body
+    assert body["contingencyType"] == "OCO" and body["listClientOrderId"] == "bracket-1"
+    _, opened, _ = await spot.call("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert sorted(o["clientOrderId"] for o in opened) == ["sl-1", "tp-1"]
+    assert {o["orderListId"] for o in opened} == {body["orderListId"]}
+    _, account, _ = await spot.call("GET", "/api/v3/account")
+    locked = {b["asset"]: Decimal(b["locked"]) for b in account["balances"]}
+    assert locked["BTC"] == Decimal("0.01")  # one lock for the list, not one per leg
+
+    status, _, _ = await spot.call(
+        "DELETE", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "tp-1"}
+    )
+    assert status == 200
+    _, opened, _ = await spot.call("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"})
+    assert opened == []
+
+    wrong = {**oco, "abovePrice": str(last - 4000), "aboveClientOrderId": "tp-2",
+             "belowClientOrderId": "sl-2"}  # fmt: skip
+    status, body, _ = await spot.call("POST", "/api/v3/orderList/oco", wrong)
+    assert (status, body["code"]) == (400, -2010)
