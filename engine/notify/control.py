@@ -1,10 +1,9 @@
 """What Telegram commands may ask of the engine: `EngineControl`, and `AppControl` over an App.
 
-Every method returns the answer text. `AppControl` reads only the App's public attributes
-(config, trading: portfolio, gate, venue, blocked; models; pipeline) and is honest about what
-this engine cannot do yet: operator orders (cancels, market exits) have no public path into the
-trading loop, so /flatten and /reload say "not available" and /halt changes the trading state
-(the risk gate then refuses every entry and add) without cancelling or flattening.
+Every method returns the answer text. `AppControl` uses only the App's public attributes
+(config, clock, models, pipeline, trading: halt/resume, gate, portfolio, blocked) and is honest
+about what this engine cannot do yet: /flatten on its own and /reload say "not available".
+State transitions are announced by the trading loop (a StateNotice per transition), not here.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from engine.notices import StateNotice
 from engine.notify.config import TelegramConfig
 from engine.notify.format import (
     coin_glyph,
@@ -24,7 +22,7 @@ from engine.notify.format import (
     signal_icons,
     signal_level,
 )
-from risk.state import HaltRequested, ResumeRequested, TradingState, Transition
+from risk.state import TradingState
 
 if TYPE_CHECKING:  # the composition root is never imported at run time (DESIGN: import direction)
     from engine.app import App
@@ -73,8 +71,8 @@ class AppControl:
         )
 
     def _now_ms(self, trading: TradingLoop) -> int:
-        # exchange time of the venue, the trading loop's own time; wall clock before any data
-        return trading.venue.now_ms or self.app.clock.now_ns() // 1_000_000
+        # the trading loop's own (exchange) time; the App's clock before any market data
+        return trading.exchange_time_ms or trading.venue.now_ms or self.app.clock.now_ns() // 10**6
 
     def _state_text(self, trading: TradingLoop) -> str:
         risk = trading.gate.risk_state
@@ -83,10 +81,6 @@ class AppControl:
         if risk.mode is TradingState.REDUCING:
             return f"REDUCING ({', '.join(sorted(t.value for t in risk.conditions))})"
         return risk.mode.value
-
-    def _announce(self, transitions: tuple[Transition, ...]) -> None:
-        for t in transitions:
-            self.app.notify(StateNotice(t.ts_ms, t.from_state.value, t.to_state.value, t.detail))
 
     def _quote(self, trading: TradingLoop) -> str:
         return trading.portfolio.valuation_asset
@@ -286,29 +280,30 @@ class AppControl:
         self._stopped.clear()
         before = trading.gate.trading_state
         if before is not TradingState.ACTIVE:
-            update = trading.gate.observe(ResumeRequested(self._now_ms(trading), by="Telegram"))
-            self._announce(update.transitions)
+            trading.resume("Telegram", self._now_ms(trading))
         refused = sorted(trading.blocked)
         tail = f" Not traded (refused): {', '.join(refused)}." if refused else ""
         return f"Entries resumed. Trading {self._state_text(trading)} (was {before.value}).{tail}"
 
     def halt(self, reason: str) -> str:
-        """Put trading in HALTED: the risk gate refuses every entry and add from now on."""
+        """Halt trading: entries refused, working entries cancelled, flattened if configured."""
         trading = self.app.trading
         if trading is None:
             return self._no_trading()
         if trading.gate.trading_state is TradingState.HALTED:
             return f"Already {self._state_text(trading)}."
-        update = trading.gate.observe(HaltRequested(self._now_ms(trading), reason))
-        self._announce(update.transitions)
+        trading.halt(reason, self._now_ms(trading))
+        if self.app.config.risk.flatten_on_halt:
+            positions = "open positions are being closed at market (risk.flatten_on_halt)"
+        else:
+            positions = "open positions keep their stops and targets"
         return (
-            f"Trading {self._state_text(trading)}: new entries and adds are refused. Working "
-            "orders were not cancelled and positions were not closed (this engine has no "
-            "operator order path yet); see /positions."
+            f"Trading {self._state_text(trading)}: new entries and adds are refused, working "
+            f"entry orders are cancelled, {positions}. /start resumes."
         )
 
     def flatten(self) -> str:
-        """Say that closing positions by command is not available yet (and what is open)."""
+        """Say that closing positions by command alone is not available yet (and what is open)."""
         trading = self.app.trading
         if trading is None:
             return self._no_trading()
@@ -317,8 +312,9 @@ class AppControl:
             return "No open positions: nothing to flatten."
         held = ", ".join(f"{s} {format_amount(p.qty)}" for s, p in open_positions.items())
         return (
-            f"Not available in this mode: the trading loop cannot send operator exits yet. "
-            f"Open: {held}. /halt stops new entries; stops and targets stay in place."
+            "Not available in this mode: the trading loop has no operator exit yet. "
+            f"Open: {held}. /halt closes them when risk.flatten_on_halt is set; "
+            "otherwise their stops and targets stay in place."
         )
 
     def reload(self) -> str:

@@ -11,7 +11,7 @@ from engine.app import App
 from engine.clock import ReplayClock
 from engine.config import parse_config
 from engine.model import Side
-from engine.notices import Notice, StateNotice
+from engine.notices import Notice
 from engine.notify import AppControl
 from engine.notify.control import OPERATOR_BLOCK
 from engine.orders import Liquidity, OrderFilled
@@ -59,18 +59,38 @@ def test_market_data_only_mode_says_not_available() -> None:
     assert control.reload().startswith("Not available in this mode: models and configuration")
 
 
-def test_halt_and_resume_move_the_risk_state_and_announce_it(shared_data: Path) -> None:
-    app, heard = paper(shared_data)
+def test_halt_and_resume_go_through_the_trading_loop(shared_data: Path) -> None:
+    app, _ = paper(shared_data)
     control = AppControl(app)
-    gate = app.trading.gate  # type: ignore[union-attr]
-    assert control.halt("operator test").startswith("Trading HALTED (MANUAL_HALT): new entries")
-    assert gate.trading_state is TradingState.HALTED
-    assert heard == [StateNotice(T0_NS // 10**6, "ACTIVE", "HALTED", "manual halt: operator test")]
+    trading = app.trading
+    assert trading is not None
+    assert control.halt("operator test") == (
+        "Trading HALTED (MANUAL_HALT): new entries and adds are refused, working entry orders "
+        "are cancelled, open positions keep their stops and targets. /start resumes."
+    )
+    assert trading.gate.trading_state is TradingState.HALTED
     assert control.halt("again") == "Already HALTED (MANUAL_HALT)."
-    assert len(heard) == 1
     assert control.resume_entries() == "Entries resumed. Trading ACTIVE (was HALTED)."
-    assert gate.trading_state is TradingState.ACTIVE
-    assert heard[-1] == StateNotice(T0_NS // 10**6, "HALTED", "ACTIVE", "manual resume: Telegram")
+    assert trading.gate.trading_state is TradingState.ACTIVE
+    # the loop's own record (what it announces): before market data, at the App's clock
+    assert [(t.from_state, t.to_state, t.detail, t.ts_ms) for t in trading.stats.transitions] == [
+        (TradingState.ACTIVE, TradingState.HALTED, "manual halt: operator test", T0_NS // 10**6),
+        (TradingState.HALTED, TradingState.ACTIVE, "manual resume: Telegram", T0_NS // 10**6),
+    ]
+
+
+def test_halt_says_when_it_flattens(shared_data: Path) -> None:
+    config = parse_config({**QUIET, "risk": {"flatten_on_halt": True}})
+    app = App(
+        config,
+        clock=ReplayClock(T0_NS),
+        exchange_info=spot_exchange_info(shared_data, config.market.symbols),
+    )
+    assert AppControl(app).halt("x") == (
+        "Trading HALTED (MANUAL_HALT): new entries and adds are refused, working entry orders "
+        "are cancelled, open positions are being closed at market (risk.flatten_on_halt). "
+        "/start resumes."
+    )
 
 
 def test_resume_lifts_only_the_operators_own_blocks(shared_data: Path) -> None:
