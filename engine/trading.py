@@ -22,6 +22,10 @@ latest valid data (a synced book event, a row closed on a valid book), then `Clo
 (one cancel per spot OCO list) and flattens when configured. "Today" is the UTC day of exchange
 time: the day-start equity and the realised PnL today (net of fees and funding) reset at its
 first second.
+
+Notices for people (engine/trading_notices.py) go to `notice_listeners`: a TradeNotice per
+filled order, a StateNotice per transition, an ErrorNotice when a person must act, a
+SignalNotice when a score reaches its threshold, a DailySummaryNotice per UTC day.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from engine.events import MarkPriceUpdated, TradePrinted
 from engine.journal import Journal
 from engine.marketdata import SymbolMarketData
 from engine.model import Instrument, Side
+from engine.notices import Notice
 from engine.orders import (
     CancelOrder,
     Command,
@@ -46,6 +51,7 @@ from engine.orders import (
     SubmitOrder,
     SubmitOrderList,
 )
+from engine.trading_notices import EntryReason, TradeNotices, top_contributions
 from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
 from risk.checks import AccountView, Denied, MarketView
@@ -83,6 +89,7 @@ from strategy.signals import (
 from strategy.signals.factory import Strategy
 
 SECOND_MS, MINUTE_MS = 1_000, 60_000
+NoticeListener = Callable[[Notice], None]
 
 
 @dataclass
@@ -120,6 +127,8 @@ class TradingLoop:
         blocked: Mapping[str, str] | None = None,
         summary_interval_ms: int = MINUTE_MS,
         equity_interval_ms: int = MINUTE_MS,
+        notice_listeners: list[NoticeListener] | None = None,
+        bundle_id: Callable[[str], str] | None = None,
     ) -> None:
         self.strategy = strategy
         self.gate = gate
@@ -132,6 +141,11 @@ class TradingLoop:
         self._model_warm = model_warm or (lambda _symbol: True)
         self.blocked = dict(blocked or {})  # symbols never entered (e.g. a refused model bundle)
         self.log = structlog.get_logger("engine.trading")
+        self.notice_listeners: list[NoticeListener] = (
+            notice_listeners if notice_listeners is not None else []
+        )
+        self.notices = TradeNotices(self.notice_listeners)
+        self._bundle_id = bundle_id  # names the model bundles of a symbol (None: the strategy)
         self.stats = TradingStats()
         self.scores: dict[str, ScoreUpdated] = {}
         self.last_price: dict[str, Decimal] = {}
@@ -140,6 +154,7 @@ class TradingLoop:
         self.summaries: list[str] = []
         self.day_start_equity = portfolio.equity()
         self._day: int | None = None  # UTC day number (exchange time) of day_start_equity
+        self._day_start_trades = 0  # closed trades before the day began
         self._day_start_realized = self._realized_net()
         self._next_second_ms = 0  # exchange time of the next per-second risk feed
         self.exchange_time_ms = 0  # latest exchange time seen
@@ -219,11 +234,32 @@ class TradingLoop:
             self._candles_seen[symbol] = state.candles.total_appended
             for ts in state.candles.window("ts", min(new, len(state.candles))):
                 self._to_strategy(CandleClosed(symbol, int(ts)), int(ts) + MINUTE_MS)
+                self._vote_signal(symbol, int(ts) + MINUTE_MS)
 
     def on_score(self, score: ScoreUpdated) -> None:
         """Model listener: a fresh score goes to the strategy."""
         self.scores[score.symbol] = score
-        self._to_strategy(score, score.ts_ms + SECOND_MS)
+        ts, symbol = score.ts_ms + SECOND_MS, score.symbol
+        price = float(self.last_price.get(symbol, 0))
+        bundle = self._bundle_id(symbol) if self._bundle_id else ""
+        self.notices.score(symbol, 1, score.confidence, score.threshold, ts, price, bundle,
+                           score.contributions)
+        if score.fall_confidence is not None and score.fall_threshold is not None:
+            self.notices.score(symbol, -1, -score.fall_confidence, score.fall_threshold, ts, price,
+                               bundle, score.contributions)
+        self._to_strategy(score, ts)
+
+    def _vote_signal(self, symbol: str, ts_ms: int) -> None:
+        """Tell when the vote strategy's confidence reaches its threshold (either side)."""
+        decisions = getattr(self.strategy, "decisions", None)  # the vote strategy keeps its last
+        decision = decisions.get(symbol) if isinstance(decisions, Mapping) else None
+        tally = getattr(decision, "tally", None)
+        if decision is None or tally is None:
+            return
+        price = float(self.last_price.get(symbol, 0))
+        for side in (1, -1):
+            self.notices.score(symbol, side, tally.confidence, decision.threshold, ts_ms, price,
+                               "vote", tally.contributions)
 
     # -- strategy -------------------------------------------------------------------------------
     def context(self, now_ms: int) -> StrategyContext:
@@ -280,6 +316,10 @@ class TradingLoop:
             return
         self.log.info("entry", symbol=symbol, side=request.side.value, strength=request.strength,
                       confidence=request.confidence, threshold=request.threshold, ts_ms=now)
+        bundle = self._bundle_id(symbol) if self._bundle_id else request.reason
+        why = EntryReason(request.confidence, request.threshold, bundle,
+                          top_contributions(request.contributions))
+        self.notices.entry_reason(symbol, why)
         self._execute(decision.commands)
 
     def _exit(self, request: ExitRequest, now: int) -> None:
@@ -308,8 +348,10 @@ class TradingLoop:
                 if self.journal is not None:  # the intent is durable before the venue hears of it
                     self.journal.record_intent(command.intent, command.ts_ms)
                 self.stats.submitted += 1
+                self.notices.sent(command)
                 events = self.venue.submit(command.intent, self._now(command.ts_ms))
             elif isinstance(command, SubmitOrderList):  # spot OCO: both legs journaled first
+                self.notices.sent(command)
                 for intent in command.orders:
                     if self.journal is not None:
                         self.journal.record_intent(intent, command.ts_ms)
@@ -341,7 +383,13 @@ class TradingLoop:
             self.journal.record_order_event(event)
         symbol = getattr(event, "symbol", "")
         was_open = self._is_open(symbol)
+        before = self.portfolio.positions.get(symbol)
+        duplicates = self.portfolio.duplicate_fills
         self.portfolio.apply(event)
+        if isinstance(event, OrderFilled) and self.portfolio.duplicate_fills == duplicates:
+            after = self.portfolio.positions[symbol]
+            realized = after.realized_pnl - (before.realized_pnl if before else 0)
+            self.notices.filled(event, realized, after.fees - (before.fees if before else 0))
         ts = getattr(event, "ts_event_ms", self.venue.now_ms)
         if isinstance(event, OrderFilled):
             self.stats.fills += 1
@@ -355,6 +403,7 @@ class TradingLoop:
             self._rejects.append(event)
         price = self.last_price.get(symbol, Decimal(0))
         update = self.gate.on_order_event(event, price, ts)
+        self.notices.order_event(event, self.gate.plans.get(symbol))
         is_open = self._is_open(symbol)
         if is_open and not was_open:
             position = self.portfolio.positions[symbol]
@@ -364,7 +413,7 @@ class TradingLoop:
         elif was_open and not is_open:
             self._open.pop(symbol, None)
             self._to_strategy(PositionClosed(symbol, ts, getattr(event, "client_order_id", "")), ts)
-        self._problems(update.problems)
+        self._problems(update.problems, ts)
         self._execute(update.commands)
         while self._rejects:  # each venue reject counts toward an error storm (after its fold)
             rejected = self._rejects.pop(0)
@@ -446,12 +495,14 @@ class TradingLoop:
                 to_state=transition.to_state.value, trigger=transition.trigger.value,
                 detail=transition.detail, ts_ms=transition.ts_ms,
             )
-        self._problems(update.problems)
+            self.notices.transition(transition)
+        self._problems(update.problems, observation.ts_ms)
         self._execute(update.commands)
 
-    def _problems(self, problems: tuple[str, ...]) -> None:
+    def _problems(self, problems: tuple[str, ...], ts_ms: int) -> None:
         for problem in problems:
             self.log.error("protection_problem", problem=problem)
+            self.notices.problem(ts_ms, problem)
 
     # -- periodic, on exchange time ----------------------------------------------------------
     def _on_second(self, ts_ms: int) -> None:
@@ -459,7 +510,7 @@ class TradingLoop:
         self.exchange_time_ms = max(self.exchange_time_ms, ts_ms)
         day = ts_ms // DAY_MS
         if day != self._day:
-            self._new_day(day)
+            self._new_day(day, ts_ms)
         if self._data_ms is not None and self._data_ms != self._data_reported_ms:
             self._data_reported_ms = self._data_ms
             self._observe(DataObserved(self._data_ms))
@@ -477,10 +528,16 @@ class TradingLoop:
             self.summaries.append(line)
             self.log.info("portfolio", ts_ms=ts_ms, summary=line)
 
-    def _new_day(self, day: int) -> None:
+    def _new_day(self, day: int, ts_ms: int) -> None:
+        equity = self._equity()
+        trades = self.portfolio.closed_trades
+        if self._day is not None:  # the summary of the day that ended
+            pnls = [t.pnl for t in trades[self._day_start_trades:]]
+            self.notices.day_ended(self._day * DAY_MS, ts_ms, equity, self.day_start_equity, pnls)
         self._day = day
-        self.day_start_equity = self._equity()
+        self.day_start_equity = equity
         self._day_start_realized = self._realized_net()
+        self._day_start_trades = len(trades)
 
     def flush(self) -> None:
         """Commit journaled rows (once per loop turn)."""

@@ -415,7 +415,8 @@ def _move_stops(builder: _Builder, plan: ProtectionPlan, new_stop: Decimal) -> P
         if b.done or b.stop is None:
             brackets.append(b)
             continue
-        reason = f"stop to {new_stop} after target {len(plan.targets_hit)}"
+        shown = new_stop.quantize(Decimal("1e-12")).normalize()  # break-even has 40 digits
+        reason = f"stop to {shown} after target {len(plan.targets_hit)}"
         if plan.spot:  # the OCO pair goes as a whole: cancel it, then re-place it
             builder.cancel_bracket(b, reason)
             brackets.append(builder.place(b, b.revision + 1, reason))
