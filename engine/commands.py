@@ -9,6 +9,7 @@ not a code path.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from decimal import Decimal
@@ -29,6 +30,9 @@ def setup_logging(config: Config) -> None:
     secrets = load_secrets()
     values = [s.get_secret_value() for s in (secrets.binance_api_key, secrets.binance_api_secret,
                                               secrets.telegram_token) if s is not None]
+    dashboard_token = os.environ.get(config.dashboard.auth_env)
+    if dashboard_token:
+        values.append(dashboard_token)
     configure_logging(config.logging, config.paths.log_dir, secret_values=values)
 
 
@@ -62,6 +66,21 @@ async def fetch_tick_sizes(config: Config) -> dict[str, object]:
     return ticks
 
 
+class SurfaceError(Exception):
+    """An operator surface (dashboard, Telegram) is misconfigured: refuse to start."""
+
+
+def attach_surfaces(app: App, config: Config) -> None:
+    """Attach the dashboard (and other operator surfaces) configured for this App."""
+    if config.dashboard.enabled:
+        from engine.dashboard import DashboardAuthError, attach_dashboard
+
+        try:
+            attach_dashboard(app, config.dashboard)  # logs its URL once listening
+        except DashboardAuthError as exc:
+            raise SurfaceError(f"dashboard: {exc}") from None
+
+
 def _install_signal_handlers(app: App) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +110,11 @@ async def run_live(
         )
         return EXIT_UNREACHABLE
     app = App(config, record_to=record_to, collect_to=collect_to, tick_sizes=tick_sizes)
+    try:
+        attach_surfaces(app, config)
+    except SurfaceError as exc:
+        print(f"tickloop: {exc}", file=sys.stderr)
+        return 2
     _install_signal_handlers(app)
     log.info("starting", mode=config.mode, market=config.market.type.value, symbols=list(config.market.symbols),
              rest=endpoints_of(config).rest_base, record_to=str(record_to) if record_to else None,
@@ -137,6 +161,11 @@ async def run_demo(
         demo_config = point_at(config, sim.base_http, sim.base_ws, market, symbols)
         tick_sizes = await fetch_tick_sizes(demo_config)
         app = App(demo_config, tick_sizes=tick_sizes)
+        try:
+            attach_surfaces(app, demo_config)
+        except SurfaceError as exc:
+            print(f"tickloop: {exc}", file=sys.stderr)
+            return 2
         _install_signal_handlers(app)
         log.info("demo_started", sim=sim.base_http, symbols=symbols, speed=speed,
                  tape_seconds=round(sim.tape_duration_s(), 1))

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from engine.model import Market, is_binance_symbol
+from engine.dashboard.config import DashboardConfig
 from risk.config import RiskConfig
 from strategy.features.spec import FeaturesConfig
 from strategy.labels import LabelsConfig
@@ -165,6 +166,7 @@ class Config(_Frozen):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
 
 class Secrets(_Frozen):
