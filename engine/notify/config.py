@@ -33,8 +33,9 @@ class TelegramConfig(_Frozen):
     api_base: str = "https://api.telegram.org"
     commands: bool = True  # poll getUpdates and answer commands
     signals: bool = True  # send signal notifications (`₿ 60,518 📉📉📉 Score: -0.26`)
-    # |score| at which a signal gets its first icon; one more icon per signal_step beyond it
-    signal_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    # |score| at which a signal gets its first icon; one more icon per signal_step beyond it.
+    # null: each notice's own threshold (the model's), for scores that are confidences
+    signal_threshold: Annotated[float, Field(gt=0, lt=1)] | None = 0.15
     signal_step: Annotated[float, Field(gt=0, le=1)] = 0.05
     signal_max_icons: Annotated[int, Field(ge=1, le=20)] = 10
     # the same symbol at the same icon level is not repeated within this many seconds
@@ -70,6 +71,10 @@ class TelegramConfig(_Frozen):
         if duplicates:
             raise ValueError(f"duplicate chat ids: {', '.join(map(str, duplicates))}")
         return value
+
+    def icon_threshold(self, notice_threshold: float) -> float:
+        """Return the |score| of the first icon: signal_threshold, or the notice's own."""
+        return notice_threshold if self.signal_threshold is None else self.signal_threshold
 
     @model_validator(mode="after")
     def _enabled_needs_chats(self) -> TelegramConfig:

@@ -242,7 +242,8 @@ class AppControl:
                 lines.append(f"{symbol}: no score yet (features warming up)")
                 continue
             score = update.score if update.score is not None else update.confidence
-            level = signal_level(score, cfg.signal_threshold, cfg.signal_step, cfg.signal_max_icons)
+            threshold = cfg.icon_threshold(update.threshold)
+            level = signal_level(score, threshold, cfg.signal_step, cfg.signal_max_icons)
             md = self.app.pipeline.symbols.get(symbol)
             price = format_price(md.rows.last("close")) if md is not None and len(md.rows) else ""
             parts = (coin_glyph(symbol), price, signal_icons(level), f"Score: {score:+.2f}")

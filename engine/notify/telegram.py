@@ -109,7 +109,10 @@ class TelegramNotifier:
         if not cfg.signals:
             return None
         level = signal_level(
-            notice.score, cfg.signal_threshold, cfg.signal_step, cfg.signal_max_icons
+            notice.score,
+            cfg.icon_threshold(notice.threshold),
+            cfg.signal_step,
+            cfg.signal_max_icons,
         )
         if not self._throttle.should_say(notice.symbol, level, notice.ts_ms):
             return None

@@ -302,6 +302,26 @@ def test_signal_throttle_in_the_listener() -> None:
     assert {m.priority for m in notifier.queue.pending()} == {Priority.LOW}
 
 
+def test_icon_threshold_can_be_each_notices_own() -> None:
+    """signal_threshold: null measures a confidence against its model's threshold."""
+    confidence = SignalNotice("BTCUSDT", 0, 0.62, 0.55, 60000.0)
+    fall = SignalNotice("ETHUSDT", 0, -0.71, 0.6, 3000.0)
+    own = TelegramConfig(enabled=True, chat_ids=(CHAT,), signal_threshold=None)
+    fixed = TelegramConfig(enabled=True, chat_ids=(CHAT,))
+    texts = {}
+    for name, config in (("own", own), ("fixed", fixed)):
+        notifier = TelegramNotifier(config, lambda: None, clock=ReplayClock())  # type: ignore[arg-type,return-value]
+        notifier(confidence)
+        notifier(fall)
+        texts[name] = [m.text for m in notifier.queue.pending()]
+    # own: floor(0.07 / 0.05) + 1 = 2 and floor(0.11 / 0.05) + 1 = 3; fixed 0.15: capped at 10
+    assert texts["own"] == ["₿ 60,000 📈📈 Score: +0.62", "Ξ 3,000 📉📉📉 Score: -0.71"]
+    assert texts["fixed"] == [
+        "₿ 60,000 " + "📈" * 10 + " Score: +0.62",
+        "Ξ 3,000 " + "📉" * 10 + " Score: -0.71",
+    ]
+
+
 def test_signals_can_be_switched_off() -> None:
     config = TelegramConfig(enabled=True, chat_ids=(CHAT,), signals=False)
     notifier = TelegramNotifier(config, lambda: None, clock=ReplayClock())  # type: ignore[arg-type,return-value]
