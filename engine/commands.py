@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 
 from engine.app import App, endpoints_of
-from engine.config import Config, EndpointConfig, load_secrets
+from engine.config import Config, ConfigError, EndpointConfig, load_secrets
 from engine.logging import configure_logging
 from engine.model import instrument_from_exchange_info
 
@@ -72,6 +72,13 @@ class SurfaceError(Exception):
 
 def attach_surfaces(app: App, config: Config) -> None:
     """Attach the dashboard (and other operator surfaces) configured for this App."""
+    if config.telegram.enabled:
+        from engine.notify.telegram import attach_telegram
+
+        try:
+            attach_telegram(app, config.telegram, load_secrets())
+        except ConfigError as exc:
+            raise SurfaceError("telegram: " + "; ".join(exc.problems)) from None
     if config.dashboard.enabled:
         from engine.dashboard import DashboardAuthError, attach_dashboard
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from engine.model import Market, is_binance_symbol
 from engine.dashboard.config import DashboardConfig
+from engine.notify.config import TelegramConfig
 from risk.config import RiskConfig
 from strategy.features.spec import FeaturesConfig
 from strategy.labels import LabelsConfig
@@ -167,6 +168,7 @@ class Config(_Frozen):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
 
 
 class Secrets(_Frozen):
