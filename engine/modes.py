@@ -193,4 +193,5 @@ def build_trading(
         feature_vectors=vectors,
         model_warm=model_warm,
         blocked=dict(models.refused) if models else {},
+        bundle_id=models.bundle_id if models else None,
     )
