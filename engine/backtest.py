@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from engine.clock import ReplayClock
 from engine.config import Config
 from engine.journal import Journal
 from engine.modes import exchange_info_from_tape
-from engine.tape import infer_market, read_tape, tape_symbols
+from engine.tape import TapeFrame, infer_market, read_tape, tape_symbols
 
 _STREAM = re.compile(rb'"stream":\s*"([^"]+)"')
 
@@ -85,25 +85,9 @@ def run_backtest(
     assert app.trading is not None
     if on_app is not None:
         on_app(app)
-    # A tape may hold streams the App does not subscribe to (bookTicker): live never sees them,
-    # and they would move exchange time (row closes) differently, so the backtest skips them too.
-    wanted = subscribed_streams(config)
-    frames = 0
     bar = tqdm(desc="backtest", unit="frame", disable=not progress)
     try:
-        for frame in read_tape(tape):
-            clock.advance_to(frame.ts_recv_ns)
-            if frame.snapshot_symbol is not None:
-                app.sink.on_snapshot(frame.snapshot_symbol, frame.payload, frame.ts_recv_ns)
-            else:
-                match = _STREAM.search(frame.payload, 0, 200)
-                if match is not None and match.group(1).decode() not in wanted:
-                    continue
-                app.sink.on_frame(frame.payload, frame.ts_recv_ns)
-            frames += 1
-            if frames % 10_000 == 0:
-                bar.update(10_000)
-        bar.update(frames % 10_000)
+        frames = replay_frames(app, clock, read_tape(tape), bar.update)
     finally:
         bar.close()
     app.pipeline.flush()  # the end of the data closes the open rows, as a stopping App does
@@ -111,6 +95,37 @@ def run_backtest(
     result = _result(app, journal, journal_path, frames)
     journal.close()
     return app, result
+
+
+def replay_frames(
+    app: App,
+    clock: ReplayClock,
+    frames: Iterable[TapeFrame],
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """Feed tape frames to a trading App on its replay clock; return how many it took.
+
+    A tape may hold streams the App does not subscribe to (bookTicker): live never sees them,
+    and they would move exchange time (row closes) differently, so the replay skips them too.
+    """
+    wanted = subscribed_streams(app.config)
+    sink = app.sink
+    taken = 0
+    for frame in frames:
+        clock.advance_to(frame.ts_recv_ns)
+        if frame.snapshot_symbol is not None:
+            sink.on_snapshot(frame.snapshot_symbol, frame.payload, frame.ts_recv_ns)
+        else:
+            match = _STREAM.search(frame.payload, 0, 200)
+            if match is not None and match.group(1).decode() not in wanted:
+                continue
+            sink.on_frame(frame.payload, frame.ts_recv_ns)
+        taken += 1
+        if progress is not None and taken % 10_000 == 0:
+            progress(10_000)
+    if progress is not None:
+        progress(taken % 10_000)
+    return taken
 
 
 def _tick(entry: dict) -> object:
