@@ -21,6 +21,7 @@ import structlog
 from engine.app import App, endpoints_of
 from engine.config import Config, ConfigError, EndpointConfig, load_secrets
 from engine.logging import configure_logging
+from engine.modes import trades
 from engine.model import instrument_from_exchange_info
 
 EXIT_OK, EXIT_FAILURE, EXIT_UNREACHABLE = 0, 1, 3
@@ -116,7 +117,10 @@ async def run_live(
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
-    app = App(config, record_to=record_to, collect_to=collect_to, tick_sizes=tick_sizes)
+    journal_path = config.paths.journal_path() if trades(config) else None
+    if journal_path is not None:
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+    app = App(config, record_to=record_to, collect_to=collect_to, tick_sizes=tick_sizes, journal_path=journal_path)
     try:
         attach_surfaces(app, config)
     except SurfaceError as exc:
@@ -167,7 +171,9 @@ async def run_demo(
     async with SimServer(tapes, speed=speed) as sim:
         demo_config = point_at(config, sim.base_http, sim.base_ws, market, symbols)
         tick_sizes = await fetch_tick_sizes(demo_config)
-        app = App(demo_config, tick_sizes=tick_sizes)
+        journal_path = demo_config.paths.data_dir / "demo_journal.sqlite"
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        app = App(demo_config, tick_sizes=tick_sizes, journal_path=journal_path if trades(demo_config) else None)
         try:
             attach_surfaces(app, demo_config)
         except SurfaceError as exc:

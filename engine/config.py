@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from engine.model import Market, is_binance_symbol
 from engine.dashboard.config import DashboardConfig
 from engine.notify.config import TelegramConfig
+from engine.shutdown import ShutdownConfig
 from risk.config import RiskConfig
 from strategy.features.spec import FeaturesConfig
 from strategy.labels import LabelsConfig
@@ -132,6 +133,10 @@ class FoldConfig(_Frozen):
 class PathsConfig(_Frozen):
     data_dir: Path = Path("data")
     log_dir: Path = Path("logs")
+    journal: Path | None = None  # SQLite journal of paper/live trading; null: <data_dir>/journal.sqlite
+
+    def journal_path(self) -> Path:
+        return self.journal if self.journal is not None else self.data_dir / "journal.sqlite"
 
 
 class LoggingConfig(_Frozen):
@@ -169,6 +174,7 @@ class Config(_Frozen):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
 
 
 class Secrets(_Frozen):
