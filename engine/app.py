@@ -83,6 +83,9 @@ class App:
         journal_path: Path | None = None,
     ) -> None:
         self.config = config
+        # long-running side services (notifier, dashboard, ...) started in run()'s TaskGroup
+        self._services: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self.notice_listeners: list[Callable[[Notice], None]] = []
         self.clock = clock or LiveClock()
         self.log = structlog.get_logger("engine.app")
         self.recorder = TapeWriter(record_to) if record_to else None
@@ -120,9 +123,6 @@ class App:
             self.attach_trading(exchange_info)
         self.feed: MarketFeed | None = None
         self._stopped = asyncio.Event()
-        # long-running side services (notifier, dashboard, ...) started in run()'s TaskGroup
-        self._services: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
-        self.notice_listeners: list[Callable[[Notice], None]] = []
 
     def attach_trading(self, exchange_info: list[dict]) -> None:
         """Start trading on the simulated venue (paper, backtest) with these exchangeInfo entries."""
@@ -133,6 +133,8 @@ class App:
         # after LiveFeatures: a row's vectors and scores reach the strategy before its RowClosed
         self._row_hooks.append(self.trading.on_rows_closed)
         self.models.listeners.append(self.trading.on_score)
+        self.trading.notice_listeners.append(self.notify)
+        self.add_service("trading-clock", self._tick_while_silent)
         self.sink = TradingSink(self.pipeline, self.trading)
 
     def _book_changed(self, state: SymbolMarketData) -> None:
@@ -171,6 +173,26 @@ class App:
     def stop(self) -> None:
         """Ask run() to shut down (safe from a signal handler; repeated calls are harmless)."""
         self._stopped.set()
+
+    async def _tick_while_silent(self) -> None:
+        """Advance the trading loop's clock while the feed is silent, so stale data is noticed.
+
+        Exchange time only moves with frames; when none arrive for a while (a dead feed), the
+        loop is ticked at the last exchange time plus the wall time since it last moved.
+        """
+        last_seen_ms, last_moved_ns = -1, self.clock.monotonic_ns()
+        while True:
+            await self.clock.sleep(1.0)
+            trading = self.trading
+            if trading is None:
+                continue
+            now_ns = self.clock.monotonic_ns()
+            if trading.exchange_time_ms != last_seen_ms:
+                last_seen_ms, last_moved_ns = trading.exchange_time_ms, now_ns
+                continue
+            silent_ms = (now_ns - last_moved_ns) // 1_000_000
+            if last_seen_ms > 0 and silent_ms >= 2_000:
+                trading.tick(last_seen_ms + silent_ms)
 
     def add_service(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `run()` in the App's TaskGroup next to the feed; it is cancelled on stop."""

@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backtest", help="replay a tape through the trading engine; write result.json and report.html")
     _add_config(p)
-    p.add_argument("tape", type=Path)
+    p.add_argument("tape", type=Path, nargs="?", default=None, help="a recorded tape (or use --klines)")
+    p.add_argument("--klines", type=Path, nargs="+", default=None,
+                   help="one-minute kline CSV/Parquet files instead of a tape (candle fill model: docs)")
+    p.add_argument("--exchange-info", type=Path, default=None,
+                   help="with --klines: a saved exchangeInfo body holding the symbol")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default: OUT/journal.sqlite)")
     p.add_argument("--out", type=Path, default=Path("backtest"), help="output directory")
 
@@ -147,6 +151,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(summary)
         return EXIT_OK
     if args.command == "backtest":
+        if args.klines:
+            from engine.backtest_klines import kline_backtest_command
+
+            if args.exchange_info is None:
+                print("tickloop backtest --klines needs --exchange-info FILE", file=sys.stderr)
+                return EXIT_CONFIG
+            print(kline_backtest_command(args.klines, config, args.exchange_info, args.journal, args.out))
+            return EXIT_OK
+        if args.tape is None:
+            print("tickloop backtest: give a TAPE or --klines FILE...", file=sys.stderr)
+            return EXIT_CONFIG
         from engine.backtest import backtest_command
 
         print(backtest_command(args.tape, config, args.journal, args.out))

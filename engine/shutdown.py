@@ -166,8 +166,16 @@ def cancel_open_orders(
     doomed = orders_to_cancel(open_orders, policy)
     now = venue.now_ms
     events: list[OrderEvent] = []
+    list_of = getattr(venue, "order_list_of", None)
+    done: set[str] = set()
     for order in doomed:
+        if order.client_order_id in done:
+            continue  # cancelled with its OCO sibling: a second cancel would be unknown (-2011)
+        sibling = list_of(order.symbol, order.client_order_id) if list_of is not None else None
         events += venue.cancel(order.symbol, order.client_order_id, now)
+        done.add(order.client_order_id)
+        if sibling is not None:
+            done.add(sibling[1])
     if doomed:
         events += venue.advance(now + latency_ms)  # the cancels arrive after the venue's latency
     for event in events:

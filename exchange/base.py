@@ -9,6 +9,8 @@ snapshot types below are what a venue reports at start-up reconciliation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -82,6 +84,10 @@ class ExecutionVenue(Protocol):
 
     async def submit(self, intent: OrderIntent) -> None:
         """Send an order (journal the intent first); the outcome arrives as events."""
+        ...
+
+    async def submit_list(self, list_client_order_id: str, legs: Sequence[OrderIntent]) -> None:
+        """Send an OCO order list (spot `orderList/oco`): one quantity locked once, one leg cancels the other."""
         ...
 
     async def cancel(self, symbol: str, client_order_id: str) -> None:
