@@ -196,6 +196,11 @@ async def run_demo(
     for symbol, figures in health["symbols"].items():
         print(f"{symbol}: {figures['rows']} rows, book valid={figures['book_valid']}, "
               f"gaps={figures['gaps']}, best bid/ask={figures['best_bid']}/{figures['best_ask']}")
+    if app.trading is not None:
+        from portfolio.portfolio import summary_line
+
+        print("paper trading: " + summary_line(app.trading.portfolio.summary_fields(app.trading.curve)))
+        print(f"journal: {journal_path} (tickloop report {journal_path})")
     return EXIT_OK
 
 
