@@ -1,0 +1,392 @@
+"""Place, reconcile and cancel Binance orders without ever placing one twice.
+
+A pure fold (`fold_order`) turns what the venue says about an order (`VenueOrder`) into the
+engine's order events, once each: OrderAccepted once, every fill once (deduplicated by trade id),
+one terminal event. `OrderManager` is the async shell: it journals the intent before sending,
+and on an unknown outcome (timeout, 5xx, -1006/-1007) follows API reference §5.3: mark the intent
+UNKNOWN, query by client order id with backoff until the truth is known, and resend (with the
+same client id) only once the order can no longer appear: its timestamp is older than
+recvWindow plus a margin, so Binance would refuse it now. A duplicate-id rejection means an
+earlier attempt landed: query and adopt that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from engine.clock import Clock
+from engine.journal import Journal
+from engine.model import Market
+from engine.orders import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderIntent,
+    OrderRejected,
+    OrderRole,
+    OrderStatus,
+    SubmitOrderList,
+)
+from exchange.binance.orders import (
+    OrderRequest,
+    VenueOrder,
+    cancel_request,
+    fill_event,
+    oco_request,
+    order_by_id_request,
+    order_request,
+    parse_algo,
+    parse_oco,
+    parse_order,
+    parse_trades,
+    query_request,
+    rejected_event,
+    trades_request,
+)
+from exchange.binance.rest import BinanceRest
+from exchange.errors import Rejected, RejectReason, Retryable, UnknownOutcome
+
+log = structlog.get_logger("tickloop.binance.orders")
+
+EventSink = Callable[[OrderEvent], None]
+_ABSENT_REASONS = (RejectReason.NO_SUCH_ORDER, RejectReason.ORDER_ARCHIVED)
+
+
+@dataclass(slots=True)
+class TrackedOrder:
+    """Our knowledge of one order: what we asked for and which events were already emitted."""
+
+    intent: OrderIntent
+    algo: bool
+    created_mono_ns: int
+    status: OrderStatus = OrderStatus.PENDING
+    venue_order_id: str | None = None
+    filled_qty: Decimal = Decimal(0)
+    trade_ids: set[int] = field(default_factory=set)
+    accepted: bool = False
+    sends: int = 0  # placements actually sent (a resend happens only after "not placed")
+
+
+def fold_order(tracked: TrackedOrder, order: VenueOrder) -> list[OrderEvent]:
+    """Advance tracked with what the venue reports; return only the events not emitted before."""
+    events: list[OrderEvent] = []
+    cid, symbol = tracked.intent.client_order_id, tracked.intent.symbol
+    if tracked.status in (OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
+        terminal_done = True
+    else:
+        terminal_done = tracked.status is OrderStatus.FILLED
+    if not tracked.accepted and order.status is not OrderStatus.REJECTED:
+        tracked.accepted = True
+        tracked.venue_order_id = order.venue_order_id
+        events.append(OrderAccepted(symbol, cid, order.venue_order_id, order.ts_ms))
+    for fill in order.fills:
+        if fill.trade_id in tracked.trade_ids:
+            continue
+        tracked.trade_ids.add(fill.trade_id)
+        tracked.filled_qty += fill.quantity
+        complete = order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty
+        events.append(fill_event(dataclasses.replace(order, client_order_id=cid), fill, complete))
+    if terminal_done:
+        return events
+    if order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty:
+        tracked.status = OrderStatus.FILLED
+    elif order.status is OrderStatus.CANCELED:
+        tracked.status = OrderStatus.CANCELED
+        events.append(OrderCanceled(symbol, cid, order.ts_ms))
+    elif order.status is OrderStatus.EXPIRED:
+        tracked.status = OrderStatus.EXPIRED
+        events.append(OrderExpired(symbol, cid, order.ts_ms))
+    elif order.status is OrderStatus.REJECTED:
+        tracked.status = OrderStatus.REJECTED
+        events.append(OrderRejected(symbol, cid, "VENUE", "rejected by the venue", order.ts_ms))
+    elif order.status is not OrderStatus.FILLED:
+        tracked.status = OrderStatus.PARTIALLY_FILLED if tracked.filled_qty > 0 else OrderStatus.NEW
+    return events
+
+
+class Lookup(enum.Enum):
+    FOUND = "found"
+    ABSENT = "absent"  # not on the venue, and it can no longer appear
+    UNRESOLVED = "unresolved"  # gave up asking: the intent stays UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class OrderManagerConfig:
+    recv_window_ms: int = 5000  # the BinanceRest's recvWindow
+    absent_margin_ms: int = 2000  # clock error and transit on top of recvWindow
+    query_backoff_s: float = 0.1
+    query_backoff_max_s: float = 2.0
+    give_up_s: float = 60.0  # stop querying an unknown order (it stays UNKNOWN)
+    max_send_retries: int = 3  # Retryable answers: nothing happened, send again
+    max_resends: int = 1  # resends after "not placed"
+    max_entry_age_s: float | None = None  # cancel_stale() cancels older open entries
+
+
+class OrderManager:
+    """One venue's order placement and reconciliation over a BinanceRest."""
+
+    def __init__(
+        self,
+        rest: BinanceRest,
+        journal: Journal,
+        clock: Clock,
+        sink: EventSink,
+        config: OrderManagerConfig | None = None,
+    ) -> None:
+        self.market: Market = rest.market
+        self._rest = rest
+        self._journal = journal
+        self._clock = clock
+        self._sink = sink
+        self._config = config or OrderManagerConfig()
+        self._orders: dict[str, TrackedOrder] = {}
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def status(self, client_order_id: str) -> OrderStatus | None:
+        """Return what we know of an order's status, None for an id we never saw."""
+        tracked = self._orders.get(client_order_id)
+        return tracked.status if tracked else None
+
+    def tracked(self, client_order_id: str) -> TrackedOrder | None:
+        """Return the tracked state of one order."""
+        return self._orders.get(client_order_id)
+
+    # -- commands --------------------------------------------------------------------------------
+
+    async def submit(
+        self, intent: OrderIntent, ts_ms: int, *, close_position: bool = False
+    ) -> OrderStatus:
+        """Journal intent, place it, and return its status once the venue's answer is known."""
+        request = order_request(self.market, intent, close_position=close_position)
+        tracked = TrackedOrder(intent, request.is_algo, self._clock.monotonic_ns())
+        self._journal.record_intent(intent, ts_ms)
+        self._orders[intent.client_order_id] = tracked
+        await self._place([tracked], request, ts_ms)
+        return tracked.status
+
+    async def submit_list(self, command: SubmitOrderList) -> list[OrderStatus]:
+        """Journal both legs of a spot OCO, place the list, return each leg's status."""
+        if self.market is not Market.SPOT:
+            raise ValueError("order lists exist on spot only")
+        request = oco_request(command)
+        now_ns = self._clock.monotonic_ns()
+        legs = [TrackedOrder(leg, False, now_ns) for leg in command.orders]
+        for leg in legs:
+            self._journal.record_intent(leg.intent, command.ts_ms)
+            self._orders[leg.intent.client_order_id] = leg
+        await self._place(legs, request, command.ts_ms)
+        return [leg.status for leg in legs]
+
+    async def cancel(self, client_order_id: str) -> OrderStatus:
+        """Cancel one of our orders; an order already closed is reconciled instead."""
+        tracked = self._orders[client_order_id]
+        intent = tracked.intent
+        request = cancel_request(self.market, intent.symbol, client_order_id, tracked.algo)
+        try:
+            body = await self._call(request)
+        except Rejected as exc:
+            if exc.reason not in (RejectReason.ORDER_NOT_OPEN, *_ABSENT_REASONS):
+                raise
+            await self.refresh(client_order_id)
+            return tracked.status
+        except (UnknownOutcome, Retryable):
+            await self.refresh(client_order_id)
+            return tracked.status
+        if tracked.algo:
+            await self.refresh(client_order_id)
+        else:
+            await self._absorb(tracked, parse_order(self.market, body))
+        return tracked.status
+
+    async def cancel_stale(self) -> list[str]:
+        """Cancel open entry orders older than max_entry_age_s; return their client ids."""
+        max_age_s = self._config.max_entry_age_s
+        if max_age_s is None:
+            return []
+        now_ns = self._clock.monotonic_ns()
+        stale = [
+            cid
+            for cid, t in self._orders.items()
+            if t.intent.role is OrderRole.ENTRY
+            and t.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+            and now_ns - t.created_mono_ns > max_age_s * 1e9
+        ]
+        for cid in stale:
+            log.info("order_stale_cancel", client_order_id=cid)
+            await self.cancel(cid)
+        return stale
+
+    async def refresh(self, client_order_id: str) -> OrderStatus:
+        """Query one order by client id and apply what the venue says."""
+        tracked = self._orders[client_order_id]
+        await self._absorb(tracked, await self._query(tracked))
+        return tracked.status
+
+    async def recover(self) -> None:
+        """Reconcile every intent the journal left UNKNOWN (after a crash mid-send)."""
+        for record in self._journal.unknown_intents():
+            intent = record.intent
+            algo = (
+                order_request(self.market, intent).is_algo if self.market is Market.USDM else False
+            )
+            # created long ago: the order either exists now or never will
+            tracked = TrackedOrder(intent, algo, 0, OrderStatus.UNKNOWN, sends=1)
+            self._orders[intent.client_order_id] = tracked
+            lookup = await self._lookup(tracked, sent_ns=0, landed=False)
+            if lookup is Lookup.ABSENT:
+                log.warning("order_never_placed", client_order_id=intent.client_order_id)
+
+    def apply(self, order: VenueOrder) -> list[OrderEvent]:
+        """Apply a venue report (e.g. from the user stream) to one of our orders; emit its events."""
+        tracked = self._orders.get(order.client_order_id)
+        if tracked is None:
+            return []
+        events = fold_order(tracked, order)
+        for event in events:
+            self._sink(event)
+        return events
+
+    # -- placement and reconciliation ------------------------------------------------------------
+
+    async def _place(self, legs: list[TrackedOrder], request: OrderRequest, ts_ms: int) -> None:
+        retries = 0
+        while True:
+            sent_ns = self._clock.monotonic_ns()
+            for leg in legs:
+                leg.sends += 1
+            try:
+                body = await self._call(request, order=True)
+            except Retryable as exc:
+                retries += 1
+                for leg in legs:
+                    leg.sends -= 1  # refused before execution: it was not a placement
+                if retries > self._config.max_send_retries:
+                    for leg in legs:
+                        self._emit_reject(leg, Rejected(RejectReason.OTHER, exc.message), ts_ms)
+                    return
+                if not exc.resync_clock:  # after -1021 BinanceRest already resynced the clock
+                    await self._clock.sleep(exc.retry_after_s or self._config.query_backoff_s)
+                continue
+            except Rejected as exc:
+                if exc.reason is RejectReason.DUPLICATE:
+                    log.warning("order_duplicate_adopt", client_order_id=_ids(legs))
+                    for leg in legs:
+                        await self._lookup(leg, sent_ns, landed=True)
+                    return
+                for leg in legs:
+                    self._emit_reject(leg, exc, ts_ms)
+                return
+            except UnknownOutcome as exc:
+                log.warning("order_unknown_outcome", client_order_id=_ids(legs), error=repr(exc))
+                for leg in legs:
+                    leg.status = OrderStatus.UNKNOWN
+                    self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, exc.message)
+                lookups = [await self._lookup(leg, sent_ns, landed=False) for leg in legs]
+                if any(lookup is not Lookup.ABSENT for lookup in lookups):
+                    return
+                if legs[0].sends > self._config.max_resends:
+                    return  # stays UNKNOWN: a person decides
+                log.warning("order_not_placed_resend", client_order_id=_ids(legs))
+                continue
+            await self._absorb_answer(legs, request, body)
+            return
+
+    async def _absorb_answer(
+        self, legs: list[TrackedOrder], request: OrderRequest, body: Any
+    ) -> None:
+        if request.path.endswith("/oco"):
+            reports = {o.client_order_id: o for o in parse_oco(body)}
+            for leg in legs:
+                report = reports.get(leg.intent.client_order_id)
+                if report is not None:
+                    await self._absorb(leg, report)
+                else:
+                    await self.refresh(leg.intent.client_order_id)
+        elif request.is_algo:
+            await self._absorb(legs[0], parse_algo(body))
+        else:
+            await self._absorb(legs[0], parse_order(self.market, body))
+
+    async def _lookup(self, tracked: TrackedOrder, sent_ns: int, *, landed: bool) -> Lookup:
+        """Query by client id with backoff; ABSENT only once the order can no longer appear."""
+        config = self._config
+        absent_after_ns = sent_ns + (config.recv_window_ms + config.absent_margin_ms) * 1_000_000
+        give_up_ns = self._clock.monotonic_ns() + int(config.give_up_s * 1e9)
+        delay_s = config.query_backoff_s
+        while True:
+            try:
+                order = await self._query(tracked)
+            except Rejected as exc:
+                if exc.reason not in _ABSENT_REASONS:
+                    raise
+                now_ns = self._clock.monotonic_ns()
+                if not landed and now_ns >= absent_after_ns:
+                    return Lookup.ABSENT
+            except (Retryable, UnknownOutcome) as exc:
+                log.info("order_query_retry", client_order_id=tracked.intent.client_order_id,
+                         error=repr(exc))  # fmt: skip
+            else:
+                await self._absorb(tracked, order)
+                return Lookup.FOUND
+            if self._clock.monotonic_ns() >= give_up_ns:
+                return Lookup.UNRESOLVED
+            await self._clock.sleep(delay_s)
+            delay_s = min(delay_s * 2, config.query_backoff_max_s)
+
+    async def _query(self, tracked: TrackedOrder) -> VenueOrder:
+        intent = tracked.intent
+        request = query_request(self.market, intent.symbol, intent.client_order_id, tracked.algo)
+        body = await self._call(request)
+        return parse_algo(body) if tracked.algo else parse_order(self.market, body)
+
+    async def _absorb(self, tracked: TrackedOrder, order: VenueOrder) -> None:
+        """Complete order with what its body lacked (a triggered algo's order, trades), apply it."""
+        if tracked.algo and order.actual_order_id:
+            # the algo fired: its status and fills are those of the order it became
+            body = await self._call(
+                order_by_id_request(self.market, order.symbol, order.actual_order_id)
+            )
+            triggered = parse_order(self.market, body)
+            order = dataclasses.replace(
+                triggered,
+                client_order_id=tracked.intent.client_order_id,
+                venue_order_id=order.venue_order_id,
+            )
+            venue_id = triggered.venue_order_id
+        else:
+            venue_id = order.venue_order_id
+        known = tracked.filled_qty + sum(
+            (f.quantity for f in order.fills if f.trade_id not in tracked.trade_ids), Decimal(0)
+        )
+        if order.executed_qty > known:
+            rows = await self._call(trades_request(self.market, order.symbol, venue_id))
+            order = dataclasses.replace(order, fills=parse_trades(self.market, rows))
+        self.apply(dataclasses.replace(order, client_order_id=tracked.intent.client_order_id))
+
+    def _emit_reject(self, tracked: TrackedOrder, exc: Rejected, ts_ms: int) -> None:
+        tracked.status = OrderStatus.REJECTED
+        intent = tracked.intent
+        self._sink(rejected_event(intent.symbol, intent.client_order_id, exc, ts_ms))
+
+    async def _call(self, request: OrderRequest, *, order: bool = False) -> Any:
+        return await self._rest.request(
+            request.method,
+            request.path,
+            request.params,
+            signed=True,
+            weight=request.weight,
+            order=order,
+        )
+
+
+def _ids(legs: list[TrackedOrder]) -> str:
+    return ",".join(leg.intent.client_order_id for leg in legs)
