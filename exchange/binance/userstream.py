@@ -37,7 +37,7 @@ from exchange.binance.user_events import (
     UserEvent,
     parse_user_frame,
 )
-from exchange.errors import AuthFailed, ExchangeError, Rejected, Retryable
+from exchange.errors import AuthFailed, ExchangeError, Rejected, Retryable, UnknownOutcome
 
 log = structlog.get_logger("tickloop.binance.userstream")
 
@@ -120,7 +120,8 @@ class _UserStream:
         while not self._closing:
             try:
                 ws = await self._open()
-            except (_StreamDown, Retryable, Rejected, aiohttp.ClientError, TimeoutError) as exc:
+            except (_StreamDown, Retryable, Rejected, UnknownOutcome, aiohttp.ClientError,
+                    TimeoutError) as exc:  # fmt: skip
                 if self._closing:
                     break
                 failures += 1

@@ -230,6 +230,13 @@ async def test_deleted_key_is_noticed_by_the_keepalive_and_replaced(usdm: Venue)
                                keepalive_s=0.05)  # fmt: skip
     task = await running(stream)
     await usdm.next_of(UserStreamLive)
+    trading = usdm.sim.trading
+    assert trading is not None
+    (key,) = trading.streams.listen_keys.values()
+    created_expiry_ns = key.expires_ns
+    while stream.stats.keepalives < 2:  # the PUTs extend the key on the server
+        await asyncio.sleep(0.01)
+    assert key.expires_ns > created_expiry_ns
     await usdm.rest.delete(LISTEN_KEY_PATH, keyed=True)  # the key is gone without any notice
     gap = await usdm.next_of(UserStreamGap)
     assert gap.reason == "listen_key_invalid"  # type: ignore[attr-defined]
@@ -342,3 +349,24 @@ async def test_spot_subscription_with_a_wrong_secret_is_an_auth_error(
     assert caught.value.code == -1022
     assert "Signature" in caught.value.message
     assert TEST_API_KEY not in repr(logs) and TEST_API_KEY not in repr(caught.value)
+
+
+async def test_malformed_frames_are_counted_and_the_stream_goes_on(usdm: Venue) -> None:
+    trading = usdm.sim.trading
+    assert trading is not None
+    stream = FuturesUserStream(usdm.rest, usdm.endpoints, usdm.queue, LiveClock(), usdm.http)
+    task = await running(stream)
+    await usdm.next_of(UserStreamLive)
+    bad = [b"not json", b'{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}', b"[]"]
+    with capture_logs() as logs:
+        for frame in bad:
+            for conn in list(trading.streams.conns):
+                conn.send(frame)
+        body = await futures_market_buy(usdm, "after-garbage", "0.001")
+        out = await futures_fill_events(usdm, UserEventFold(), "after-garbage")
+    assert sum(e.quantity for e in out if isinstance(e, OrderFilled)) == Decimal(
+        body["executedQty"]
+    )
+    assert stream.stats.malformed == len(bad) and stream.stats.gaps == 0
+    assert [e["event"] for e in logs].count("user_event_malformed") == len(bad)
+    await stop(stream, task)
