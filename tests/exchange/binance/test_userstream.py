@@ -370,3 +370,20 @@ async def test_malformed_frames_are_counted_and_the_stream_goes_on(usdm: Venue) 
     assert stream.stats.malformed == len(bad) and stream.stats.gaps == 0
     assert [e["event"] for e in logs].count("user_event_malformed") == len(bad)
     await stop(stream, task)
+
+
+async def test_a_full_queue_is_reported_as_a_gap_before_the_next_item(usdm: Venue) -> None:
+    queue: asyncio.Queue[UserStreamItem] = asyncio.Queue(maxsize=2)
+    stream = FuturesUserStream(usdm.rest, usdm.endpoints, queue, LiveClock(), usdm.http)
+    task = await running(stream)
+    first = await asyncio.wait_for(queue.get(), WAIT_S)
+    assert isinstance(first, UserStreamLive)
+    await futures_market_buy(usdm, "overflow-1", "0.01")  # NEW, fills, ACCOUNT_UPDATE: > 2
+    while stream.stats.dropped == 0:
+        await asyncio.sleep(0.01)
+    while not queue.empty():
+        queue.get_nowait()
+    await futures_market_buy(usdm, "overflow-2", "0.001")
+    item = await asyncio.wait_for(queue.get(), WAIT_S)
+    assert isinstance(item, UserStreamGap) and item.reason == "queue_full"
+    await stop(stream, task)
