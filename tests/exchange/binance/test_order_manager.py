@@ -7,6 +7,7 @@ manager; the "sent once" checks count the simulator's orders carrying the client
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,7 @@ from engine.orders import (
     OrderRole,
     OrderStatus,
     OrderType,
+    SubmitOrderList,
 )
 from exchange.binance.auth import BinanceKeys
 from exchange.binance.order_manager import OrderManager, OrderManagerConfig
@@ -157,8 +159,6 @@ def expected_events(record: OrderRecord, market: Market) -> list[OrderEvent]:
 
 
 def without_ts(events: list[OrderEvent]) -> list[OrderEvent]:
-    import dataclasses
-
     return [dataclasses.replace(e, ts_event_ms=0) for e in events]
 
 
@@ -320,3 +320,101 @@ async def test_unknown_outcome_of_an_order_never_placed_resends_with_the_same_id
         tracked = rig.manager.tracked("t-abs-1")
         assert tracked is not None and tracked.sends == 2
         assert without_ts(rig.events) == expected_events(record, Market.SPOT)
+
+
+def oco_legs(rig: Rig, list_id: str) -> SubmitOrderList:
+    bid, ask = rig.best()
+    tp = OrderIntent(
+        f"{list_id}-tp", "BTCUSDT", Side.SELL, OrderType.LIMIT, Decimal("0.01"),
+        price=(ask + 1000).quantize(Decimal("0.01")), role=OrderRole.TAKE_PROFIT,
+    )  # fmt: skip
+    sl = OrderIntent(
+        f"{list_id}-sl", "BTCUSDT", Side.SELL, OrderType.STOP_LIMIT, Decimal("0.01"),
+        price=(bid - 1010).quantize(Decimal("0.01")),
+        stop_price=(bid - 1000).quantize(Decimal("0.01")), role=OrderRole.STOP_LOSS,
+    )  # fmt: skip
+    return SubmitOrderList(f"{list_id}-ls", (tp, sl), 1)
+
+
+@pytest.mark.parametrize("fault", [None, "order_unknown"])
+async def test_spot_oco_both_legs_accepted_once(spot: Rig, fault: str | None) -> None:
+    assert spot.sim.trading is not None
+    if fault:
+        spot.sim.trading.faults.order_unknown()
+    command = oco_legs(spot, "t-oco")
+    assert await spot.manager.submit_list(command) == [OrderStatus.NEW, OrderStatus.NEW]
+    expected = set()
+    for leg in command.orders:
+        (record,) = spot.records(leg.client_order_id)
+        assert record.status == "NEW" and record.order_list_id > 0
+        expected.add((leg.client_order_id, str(record.order_id)))
+    accepted = {(e.client_order_id, e.venue_order_id) for e in spot.events}
+    assert accepted == expected and len(spot.events) == 2
+    journaled = [spot.journal.intent(leg.client_order_id) for leg in command.orders]
+    want = OrderStatus.UNKNOWN if fault else OrderStatus.PENDING
+    assert [j.status for j in journaled if j is not None] == [want, want]
+
+
+async def test_recover_resolves_an_intent_left_unknown_by_a_crash(spot: Rig) -> None:
+    # The previous process journaled the intent, sent it, and died before reading the answer.
+    order = market_buy("t-rec-1", "0.05")
+    spot.journal.record_intent(order, 1)
+    spot.journal.mark_unknown("t-rec-1", 2, "crashed")
+    await spot.rest.post(
+        "/api/v3/order",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.05",
+         "newClientOrderId": "t-rec-1"},
+        signed=True, order=True,
+    )  # fmt: skip
+    await spot.manager.recover()
+    (record,) = spot.records("t-rec-1")
+    assert spot.manager.status("t-rec-1") is OrderStatus.FILLED
+    assert without_ts(spot.events) == expected_events(record, Market.SPOT)
+
+
+async def test_usdm_algo_order_timeout_placed_once(usdm: Rig) -> None:
+    assert usdm.sim.trading is not None
+    usdm.sim.trading.faults.order_timeout(seconds=2.0)
+    bid, _ = usdm.best()
+    intent = OrderIntent(
+        "t-algo-2", "BTCUSDT", Side.SELL, OrderType.TRAILING_STOP_MARKET, Decimal("0.01"),
+        role=OrderRole.TRAILING_STOP, callback_rate_pct=Decimal(1),
+        stop_price=(bid - 3000).quantize(Decimal("0.1")),
+    )  # fmt: skip
+    assert await usdm.manager.submit(intent, 1) is OrderStatus.NEW
+    (algo,) = usdm.algos("t-algo-2")
+    assert (algo.order_type, algo.callback_rate) == ("TRAILING_STOP_MARKET", Decimal(1))
+    journaled = usdm.journal.intent("t-algo-2")
+    assert journaled is not None and journaled.status is OrderStatus.UNKNOWN
+    assert [(type(e), getattr(e, "venue_order_id", None)) for e in usdm.events] == [
+        (OrderAccepted, str(algo.algo_id))
+    ]
+
+
+async def test_usdm_triggered_algo_reports_the_fills_of_the_order_it_became(usdm: Rig) -> None:
+    # A stop a few ticks from the market: resume the replay until the simulator triggers it.
+    _, ask = usdm.best()
+    intent = OrderIntent(
+        "t-algo-3", "BTCUSDT", Side.BUY, OrderType.STOP_MARKET, Decimal("0.01"),
+        role=OrderRole.STOP_LOSS, stop_price=(ask + Decimal("0.5")).quantize(Decimal("0.1")),
+    )  # fmt: skip
+    assert await usdm.manager.submit(intent, 1) is OrderStatus.NEW
+    (algo,) = usdm.algos("t-algo-3")
+    usdm.sim.resume()
+    for _ in range(400):
+        if algo.actual_order_id is not None and algo.status == "FINISHED":
+            break
+        await asyncio.sleep(0.025)
+    usdm.sim.pause()
+    if algo.actual_order_id is None:
+        pytest.skip("the replayed tape did not reach the trigger")
+    assert await usdm.manager.refresh("t-algo-3") is OrderStatus.FILLED
+    assert usdm.sim.trading is not None
+    order = usdm.sim.trading.futures.orders[algo.actual_order_id]
+    expected = [
+        OrderAccepted("BTCUSDT", "t-algo-3", str(algo.algo_id), 0),
+        *expected_events(order, Market.USDM)[1:],
+    ]
+    assert without_ts(usdm.events) == [
+        dataclasses.replace(e, client_order_id="t-algo-3") for e in expected
+    ]
