@@ -231,19 +231,22 @@ class OrderManager:
         await self._absorb(tracked, await self._query(tracked))
         return tracked.status
 
-    async def recover(self) -> None:
-        """Reconcile every intent the journal left UNKNOWN (after a crash mid-send)."""
+    async def recover(self, ts_ms: int) -> None:
+        """Reconcile every intent the journal left UNKNOWN (after a crash mid-send).
+
+        An order found is adopted; one still absent recvWindow + margin after this call can no
+        longer appear (its timestamp is too old) and is reported OrderRejected("NOT_PLACED").
+        """
         for record in self._journal.unknown_intents():
             intent = record.intent
-            algo = (
-                order_request(self.market, intent).is_algo if self.market is Market.USDM else False
-            )
-            # created long ago: the order either exists now or never will
-            tracked = TrackedOrder(intent, algo, 0, OrderStatus.UNKNOWN, sends=1)
+            algo = self.market is Market.USDM and order_request(self.market, intent).is_algo
+            now_ns = self._clock.monotonic_ns()
+            tracked = TrackedOrder(intent, algo, now_ns, OrderStatus.UNKNOWN, sends=1)
             self._orders[intent.client_order_id] = tracked
-            lookup = await self._lookup(tracked, sent_ns=0, landed=False)
-            if lookup is Lookup.ABSENT:
+            if await self._lookup(tracked, now_ns, landed=False) is Lookup.ABSENT:
                 log.warning("order_never_placed", client_order_id=intent.client_order_id)
+                reason = Rejected(RejectReason.OTHER, "absent after an unknown outcome")
+                self._emit_reject(tracked, reason, ts_ms, "NOT_PLACED")
 
     def apply(self, order: VenueOrder) -> list[OrderEvent]:
         """Apply a venue report (e.g. from the user stream) to one of our orders; emit its events."""
@@ -372,10 +375,13 @@ class OrderManager:
             order = dataclasses.replace(order, fills=parse_trades(self.market, rows))
         self.apply(dataclasses.replace(order, client_order_id=tracked.intent.client_order_id))
 
-    def _emit_reject(self, tracked: TrackedOrder, exc: Rejected, ts_ms: int) -> None:
+    def _emit_reject(
+        self, tracked: TrackedOrder, exc: Rejected, ts_ms: int, reason: str | None = None
+    ) -> None:
         tracked.status = OrderStatus.REJECTED
         intent = tracked.intent
-        self._sink(rejected_event(intent.symbol, intent.client_order_id, exc, ts_ms))
+        event = rejected_event(intent.symbol, intent.client_order_id, exc, ts_ms)
+        self._sink(dataclasses.replace(event, reason=reason) if reason else event)
 
     async def _call(self, request: OrderRequest, *, order: bool = False) -> Any:
         return await self._rest.request(

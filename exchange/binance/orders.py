@@ -362,3 +362,65 @@ def rejected_event(symbol: str, client_order_id: str, exc: Rejected, ts_ms: int)
         message=f"{exc.code}: {exc.message}" if exc.code is not None else exc.message,
         ts_event_ms=ts_ms,
     )
+
+
+def parse_execution_report(event: Mapping[str, Any]) -> VenueOrder:
+    """Parse a spot executionReport (user stream) into a VenueOrder with at most one fill."""
+    ts = int(event.get("T") or event.get("E") or 0)
+    fills: tuple[VenueFill, ...] = ()
+    if event.get("x") == "TRADE" and int(event.get("t", -1)) >= 0:
+        fills = (
+            VenueFill(
+                int(event["t"]),
+                Decimal(str(event["L"])),
+                Decimal(str(event["l"])),
+                Decimal(str(event.get("n") or "0")),
+                str(event.get("N") or ""),
+                Liquidity.MAKER if event.get("m") else Liquidity.TAKER,
+                ts,
+            ),
+        )
+    return VenueOrder(
+        symbol=str(event["s"]),
+        client_order_id=str(event.get("C") or event["c"]),  # C: the original id of a cancel
+        venue_order_id=str(event["i"]),
+        status=_STATUS.get(str(event["X"]), OrderStatus.NEW),
+        side=Side(str(event["S"])),
+        orig_qty=Decimal(str(event["q"])),
+        executed_qty=Decimal(str(event["z"])),
+        ts_ms=ts,
+        fills=fills,
+    )
+
+
+def parse_order_trade_update(event: Mapping[str, Any]) -> VenueOrder:
+    """Parse a USDⓈ-M ORDER_TRADE_UPDATE (user stream) into a VenueOrder with at most one fill."""
+    order = event["o"]
+    ts = int(order.get("T") or event.get("T") or event.get("E") or 0)
+    fills: tuple[VenueFill, ...] = ()
+    if order.get("x") == "TRADE":
+        fills = (
+            VenueFill(
+                int(order["t"]),
+                Decimal(str(order["L"])),
+                Decimal(str(order["l"])),
+                Decimal(str(order.get("n") or "0")),
+                str(order.get("N") or ""),
+                Liquidity.MAKER if order.get("m") else Liquidity.TAKER,
+                ts,
+            ),
+        )
+    status = str(order["X"])
+    return VenueOrder(
+        symbol=str(order["s"]),
+        client_order_id=str(order["c"]),
+        venue_order_id=str(order["i"]),
+        status=OrderStatus.EXPIRED
+        if status == "EXPIRED_IN_MATCH"
+        else _STATUS.get(status, OrderStatus.NEW),
+        side=Side(str(order["S"])),
+        orig_qty=Decimal(str(order["q"])),
+        executed_qty=Decimal(str(order["z"])),
+        ts_ms=ts,
+        fills=fills,
+    )

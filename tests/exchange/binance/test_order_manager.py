@@ -34,6 +34,7 @@ from engine.orders import (
 )
 from exchange.binance.auth import BinanceKeys
 from exchange.binance.order_manager import OrderManager, OrderManagerConfig
+from exchange.binance.orders import parse_execution_report
 from exchange.binance.rest import BinanceRest
 from exchange.binance.urls import BinanceEndpoints
 from exchange.sim.server import SimServer
@@ -366,7 +367,7 @@ async def test_recover_resolves_an_intent_left_unknown_by_a_crash(spot: Rig) -> 
          "newClientOrderId": "t-rec-1"},
         signed=True, order=True,
     )  # fmt: skip
-    await spot.manager.recover()
+    await spot.manager.recover(3)
     (record,) = spot.records("t-rec-1")
     assert spot.manager.status("t-rec-1") is OrderStatus.FILLED
     assert without_ts(spot.events) == expected_events(record, Market.SPOT)
@@ -418,3 +419,41 @@ async def test_usdm_triggered_algo_reports_the_fills_of_the_order_it_became(usdm
     assert without_ts(usdm.events) == [
         dataclasses.replace(e, client_order_id="t-algo-3") for e in expected
     ]
+
+
+async def test_recover_reports_an_intent_that_never_reached_the_venue(
+    spot_timeline: Timeline, tmp_path: Path
+) -> None:
+    config = OrderManagerConfig(
+        recv_window_ms=300, absent_margin_ms=100, query_backoff_s=0.02, query_backoff_max_s=0.05
+    )
+    async for rig in _rig(spot_timeline, Market.SPOT, tmp_path, config, 0.5, recv_window_ms=300):
+        rig.journal.record_intent(market_buy("t-rec-2", "0.05"), 1)
+        rig.journal.mark_unknown("t-rec-2", 2, "crashed")
+        await rig.manager.recover(3)
+        assert rig.records("t-rec-2") == []
+        assert rig.events == [
+            OrderRejected("BTCUSDT", "t-rec-2", "NOT_PLACED", "absent after an unknown outcome", 3)
+        ]
+        assert rig.manager.status("t-rec-2") is OrderStatus.REJECTED
+
+
+async def test_user_stream_reports_add_no_duplicate_events(spot: Rig) -> None:
+    # The same fills reach the manager twice: in the placement answer and on the user stream.
+    assert spot.sim.trading is not None
+    reports: list[dict] = []
+    spot.sim.trading.spot.listeners.append(reports.append)
+    bid, _ = spot.best()
+    resting = OrderIntent(
+        "t-us-1", "BTCUSDT", Side.BUY, OrderType.LIMIT, Decimal("0.001"),
+        price=(bid - 1000).quantize(Decimal("0.01")),
+    )  # fmt: skip
+    await spot.manager.submit(resting, 1)
+    await spot.manager.submit(market_buy("t-us-2", "0.2"), 1)
+    await spot.manager.cancel("t-us-1")
+    emitted = list(spot.events)
+    executions = [r for r in reports if r["e"] == "executionReport"]
+    assert {r["x"] for r in executions} >= {"NEW", "TRADE", "CANCELED"}
+    for report in executions:
+        assert spot.manager.apply(parse_execution_report(report)) == []
+    assert spot.events == emitted

@@ -224,3 +224,31 @@ def test_fold_cancel_once() -> None:
         OrderCanceled
     ]
     assert fold_order(tracked, _order(OrderStatus.CANCELED, "0", ())) == []
+
+
+def test_parse_user_stream_events() -> None:
+    # executionReport of a cancel: `c` is the cancel's id, `C` ours (API reference §6.1)
+    report = {
+        "e": "executionReport", "E": 10, "s": "ETHBTC", "c": "cancel-1", "C": "ours-1",
+        "S": "BUY", "q": "1.00000000", "X": "CANCELED", "x": "CANCELED", "i": 4293153,
+        "z": "0.00000000", "t": -1, "T": 9,
+    }  # fmt: skip
+    from exchange.binance.orders import parse_execution_report, parse_order_trade_update
+
+    order = parse_execution_report(report)
+    assert (order.client_order_id, order.status, order.fills) == ("ours-1", "CANCELED", ())
+    update = {
+        "e": "ORDER_TRADE_UPDATE", "E": 20, "T": 19,
+        "o": {"s": "BTCUSDT", "c": "ours-2", "S": "SELL", "q": "0.002", "x": "TRADE",
+              "X": "PARTIALLY_FILLED", "i": 8886774, "l": "0.001", "z": "0.001",
+              "L": "64089.2", "N": "USDT", "n": "0.03", "T": 19, "t": 109100866, "m": True},
+    }  # fmt: skip
+    order = parse_order_trade_update(update)
+    assert (order.status, order.executed_qty, order.venue_order_id) == (
+        "PARTIALLY_FILLED",
+        D("0.001"),
+        "8886774",
+    )
+    assert order.fills == (
+        VenueFill(109100866, D("64089.2"), D("0.001"), D("0.03"), "USDT", Liquidity.MAKER, 19),
+    )
