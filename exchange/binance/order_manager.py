@@ -92,7 +92,10 @@ def fold_order(tracked: TrackedOrder, order: VenueOrder) -> list[OrderEvent]:
             continue
         tracked.trade_ids.add(fill.trade_id)
         tracked.filled_qty += fill.quantity
-        complete = order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty
+        # complete: the venue says FILLED, or a trade list ran ahead of a PARTIALLY_FILLED report
+        complete = (
+            order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty
+        ) or (order.orig_qty > 0 and tracked.filled_qty >= order.orig_qty)
         events.append(fill_event(dataclasses.replace(order, client_order_id=cid), fill, complete))
     if terminal_done:
         return events

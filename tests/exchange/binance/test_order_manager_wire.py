@@ -252,3 +252,15 @@ def test_parse_user_stream_events() -> None:
     assert order.fills == (
         VenueFill(109100866, D("64089.2"), D("0.001"), D("0.03"), "USDT", Liquidity.MAKER, 19),
     )
+
+
+def test_fold_flags_the_fill_that_completes_the_quantity_even_in_a_partial_report() -> None:
+    tracked = TrackedOrder(intent(OrderType.LIMIT, price=D(100), client_order_id="c1"), False, 0)
+    # the trades were fetched after the order finished, the status read just before
+    events = fold_order(
+        tracked, _order(OrderStatus.PARTIALLY_FILLED, "1", (_fill(1, "1"), _fill(2, "2")))
+    )
+    assert [(e.trade_id, e.order_complete) for e in events if isinstance(e, OrderFilled)] == [
+        (1, False),
+        (2, True),
+    ]
