@@ -91,7 +91,8 @@ async def test_live_rows_equal_replay_rows(tapes: dict[str, Path], name: str) ->
     # book columns: the live engine synced from a REST snapshot at another moment than the tape's
     # recorded one, so compare wherever both books were valid (all but the first second or two)
     both = live["book_valid"].to_numpy() & offline["book_valid"].to_numpy()
-    assert both.mean() > 0.98
+    # at speed 100 a slow snapshot round trip costs seconds of tape before the live book syncs
+    assert both.sum() >= 300 and both.mean() > 0.9
     book_cols = ["bid", "ask"]
     if name.startswith("spot"):
         # USDⓈ-M snapshots stop at 1000 levels, ~0.2 % of a BTCUSDT book at tick 0.1: levels

@@ -71,7 +71,8 @@ async def test_alert_from_app_notify_reaches_every_chat(
     assert [name for name, _ in app._services] == ["telegram"]
     async with running(notifier):
         app.notify(ENTRY)
-        await fake.wait_for(lambda: len(fake.sent()) == 2)
+        # the fake records a request before the notifier has read its answer: wait for both
+        await fake.wait_for(lambda: len(fake.sent()) == 2 and notifier.stats.sent == 2)
     assert fake.sent(CHAT) == [ENTRY_TEXT]
     assert fake.sent(OTHER_CHAT) == [ENTRY_TEXT]
     assert notifier.stats.sent == 2
