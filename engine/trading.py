@@ -184,6 +184,28 @@ class TradingLoop:
         """Halt trading by hand: cancel entries (and flatten when configured)."""
         self._observe(HaltRequested(ts_ms, reason))
 
+    def flatten(self, reason: str, ts_ms: int) -> list[str]:
+        """Close every open position at market (reduce-only; its protective orders cancelled).
+
+        Returns the symbols an exit was sent for. The trading state is left as it is: an
+        operator who wants no new entries halts or stops entries as well.
+        """
+        now = self._now(ts_ms)
+        closed = []
+        for symbol, position in sorted(self.portfolio.positions.items()):
+            if position.qty == 0:
+                continue
+            side = Side.BUY if position.qty > 0 else Side.SELL
+            view = RiskPosition(symbol, side, abs(position.qty), position.avg_price)
+            price = self.last_price.get(symbol, position.avg_price)
+            decision = self.gate.request_exit(view, price, now, reason)
+            if isinstance(decision, Denied):
+                self._deny(symbol, decision.reason.value, decision.detail)
+                continue
+            self._execute(decision.commands)
+            closed.append(symbol)
+        return closed
+
     def resume(self, by: str, ts_ms: int) -> None:
         """Resume after a halt; the losses so far are acknowledged (risk/state.py)."""
         self._observe(ResumeRequested(ts_ms, by))

@@ -304,7 +304,7 @@ class AppControl:
         )
 
     def flatten(self) -> str:
-        """Say that closing positions by command alone is not available yet (and what is open)."""
+        """Close every open position at market now (reduce-only; protective orders cancelled)."""
         trading = self.app.trading
         if trading is None:
             return self._no_trading()
@@ -312,10 +312,13 @@ class AppControl:
         if not open_positions:
             return "No open positions: nothing to flatten."
         held = ", ".join(f"{s} {format_amount(p.qty)}" for s, p in open_positions.items())
+        sent = trading.flatten("operator flatten (Telegram)", self._now_ms(trading))
+        missing = sorted(set(open_positions) - set(sent))
+        tail = f" Refused for: {', '.join(missing)}." if missing else ""
+        entries = "allowed" if trading.gate.trading_state is TradingState.ACTIVE else "refused"
         return (
-            "Not available in this mode: the trading loop has no operator exit yet. "
-            f"Open: {held}. /halt closes them when risk.flatten_on_halt is set; "
-            "otherwise their stops and targets stay in place."
+            f"Closing at market: {held}. Their protective orders are cancelled; new entries stay "
+            f"{entries} (/halt or /stopentry to stop them).{tail}"
         )
 
     def reload(self) -> str:

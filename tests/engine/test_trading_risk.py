@@ -285,3 +285,19 @@ def test_a_restarted_session_never_repeats_a_client_order_id(
     assert len(fills) == 2 * first_fills and len({f.trade_id for f in fills}) == len(fills)
     assert second.fills == len(fills) and first.fills == first_fills
     assert all(f.client_order_id in ids for f in fills)
+
+
+def test_operator_flatten_closes_the_position_at_market_and_cancels_its_protection() -> None:
+    h = Harness(risk_pct=D(100), max_position_pct=D(90))
+    h.market(T0, "100")
+    h.enter(T0, "100", "50")  # 90 units bought at the 100.01 ask, protected by two OCO lists
+    assert h.position() == 90 and len(h.venue.open_orders()) == 4
+    h.market(T0 + 2000, "105")
+    assert h.loop.flatten("operator", T0 + 2000) == ["BTCUSDT"]
+    h.trade(T0 + 3000, "105")  # the venue processes the exit after its latency
+    assert h.position() == 0
+    assert h.venue.open_orders() == [] and h.venue.unknown_cancels == 0
+    (closed,) = h.loop.portfolio.closed_trades
+    assert (closed.quantity, closed.exit_price) == (D(90), D(105))  # sold at the 105.00 bid
+    assert h.loop.trading_state is TradingState.ACTIVE  # flatten alone does not halt
+    assert h.loop.flatten("operator", T0 + 4000) == []  # nothing left to close

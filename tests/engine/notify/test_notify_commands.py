@@ -318,14 +318,14 @@ async def test_confirmation_times_out(session: Session, clock: ReplayClock) -> N
         "Confirmation\n→ expired or already answered"
     )
     assert trading.gate.trading_state is TradingState.ACTIVE
-    # /flatten (2 s old) is still good; it says honestly that it cannot act yet
+    # /flatten (2 s old) is still good: it sends the exit at market
     assert await session.say(f"/confirm {flatten_code}") == [
         (
-            "/flatten: Not available in this mode: the trading loop has no operator exit yet. "
-            "Open: BTCUSDT 0.01. /halt closes them when risk.flatten_on_halt is set; otherwise "
-            "their stops and targets stay in place."
+            "/flatten: Closing at market: BTCUSDT 0.01. Their protective orders are cancelled; "
+            "new entries stay allowed (/halt or /stopentry to stop them)."
         )
     ]
+    assert trading.stats.denied == 0
 
 
 async def test_a_code_only_works_in_its_own_chat(session: Session) -> None:
