@@ -92,6 +92,7 @@ class App:
         self.collector = ParquetCollector(collect_to) if collect_to else None
         self.features = LiveFeatures(config.features, config.market.symbols)
         self.models = LiveModels(config.models.dir, config.market.symbols, self.features.plans)
+        self._started_with_models = self.models.available
         if self.models.available:
             self.features.listeners.append(self.models)
         self._row_hooks: list[Callable[[SymbolMarketData, int], None]] = [RowLogger(), self.features]
@@ -173,6 +174,27 @@ class App:
     def stop(self) -> None:
         """Ask run() to shut down (safe from a signal handler; repeated calls are harmless)."""
         self._stopped.set()
+
+    def reload_models(self) -> str:
+        """Reload promoted model bundles (the /reload command); return what changed, in words."""
+        trading = self.trading
+        before = {s: [m.bundle.path.name for m in ms] for s, ms in self.models.models.items()}
+        refused_before = dict(self.models.refused)
+        self.models.reload(self.config.models.dir, self.config.market.symbols, self.features.plans)
+        if not self._started_with_models:  # the strategy was chosen at start (vote without models)
+            if self.models.available:
+                return ("New bundles verified, but this engine started without models and runs the vote "
+                        "strategy: restart it to trade them.")
+            return "No promoted bundles." + (f" Refused: {self.models.refused}" if self.models.refused else "")
+        if trading is not None:  # a refused coin is not traded; a coin whose refusal cleared is again
+            for symbol, reason in refused_before.items():
+                if trading.blocked.get(symbol) == reason and symbol not in self.models.refused:
+                    del trading.blocked[symbol]
+            trading.blocked.update(self.models.refused)
+        after = {s: [m.bundle.path.name for m in ms] for s, ms in self.models.models.items()}
+        self.log.info("models_reloaded", before=before, after=after, refused=self.models.refused)
+        refused = f" Refused (not traded): {self.models.refused}." if self.models.refused else ""
+        return f"Models reloaded: {after or 'none'}.{refused}"
 
     async def _tick_while_silent(self) -> None:
         """Advance the trading loop's clock while the feed is silent, so stale data is noticed.

@@ -92,6 +92,16 @@ class LiveModels:
                 thresholds={m.bundle.label_name: m.threshold for m in loaded},
             )
 
+    def reload(self, models_dir: Path, symbols: Iterable[str], plans: Mapping[str, FeaturePlan]) -> None:
+        """Load the promoted bundles again and swap them in; listeners stay attached.
+
+        Bundles are verified exactly as at start; a coin whose new bundle is refused loses its
+        models (it is not traded) rather than keeping a model the operator replaced.
+        """
+        fresh = LiveModels(models_dir, symbols, plans, top_contributions=self.top)
+        self.models, self.set_label, self.refused = fresh.models, fresh.set_label, fresh.refused
+        self.latest = {s: v for s, v in self.latest.items() if s in self.models}
+
     @property
     def available(self) -> bool:
         """True when at least one coin has verified models."""

@@ -322,8 +322,5 @@ class AppControl:
         )
 
     def reload(self) -> str:
-        """Say that reloading is not available (bundles and config load at start)."""
-        return (
-            "Not available in this mode: models and configuration load at start; restart "
-            "the engine to load newly promoted bundles."
-        )
+        """Reload promoted model bundles (verified again); configuration changes need a restart."""
+        return self.app.reload_models() + " Configuration changes need a restart."

@@ -139,3 +139,24 @@ def test_bundle_of_another_feature_set_is_refused(tiny_models: Path, tmp_path: P
     assert not app.models.available
     reason = next(e for e in logs if e["event"] == "model_refused")["reason"]
     assert reason.startswith("feature-set hash mismatch")
+
+
+def test_reload_swaps_bundles_and_blocks_a_coin_whose_new_bundle_is_refused(
+    tiny_models: Path, tmp_path: Path
+) -> None:
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny_models, models_dir)
+    config = parse_config({**feature_overrides(models_dir), "market": {"symbols": [SYMBOL]},
+                           "logging": {"console": "off", "file": None}})
+    app = App(config)
+    assert app.models.available and app.models.listeners == []
+    listener = app.models.listeners.append  # listeners survive a reload (same object)
+    model_file = models_dir / SYMBOL / "up" / "model.txt"
+    good = model_file.read_text()
+    model_file.write_text(good.replace("shrinkage=", "shrinkage=0", 1))
+    answer = app.reload_models()
+    assert "Refused (not traded)" in answer and "checksum mismatch: model.txt" in answer
+    assert SYMBOL not in app.models.models and app.models.listeners.append == listener
+    model_file.write_text(good)
+    assert app.reload_models().startswith("Models reloaded: {'BTCUSDT': ['up']}")
+    assert app.models.available and SYMBOL not in app.models.refused

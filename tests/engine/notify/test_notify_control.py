@@ -56,7 +56,7 @@ def test_market_data_only_mode_says_not_available() -> None:
         lambda: control.halt("x"),
     ):
         assert answer() == NO_TRADING
-    assert control.reload().startswith("Not available in this mode: models and configuration")
+    assert control.reload() == "No promoted bundles. Configuration changes need a restart."
 
 
 def test_halt_and_resume_go_through_the_trading_loop(shared_data: Path) -> None:
