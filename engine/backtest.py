@@ -97,6 +97,55 @@ def run_backtest(
     return app, result
 
 
+class _ServedStreams:
+    """Turn tape frames into what a live App subscribed to these streams receives.
+
+    Exactly what the loopback simulator serves (so paper and backtest see the same frames): a
+    diff-depth stream recorded at another speed (`@depth@0ms`) is the subscribed depth stream, and
+    a USDⓈ-M tape that recorded only `@trade` gives the `@aggTrade` stream the simulator
+    synthesises from it (one aggTrade per MARKET trade, ids contiguous from the first trade id).
+    """
+
+    def __init__(self, wanted: frozenset[str], market: object) -> None:
+        from exchange.sim.timeline import DIFF_STREAM_RE
+
+        self.wanted = wanted
+        self.market = market
+        self._diff_re = DIFF_STREAM_RE
+        self.depth_of = {s.partition("@")[0]: s for s in wanted if DIFF_STREAM_RE.match(s)}
+        self.agg_wanted = {s.partition("@")[0] for s in wanted if s.endswith("@aggTrade")}
+        self.agg_recorded: set[str] = set()
+        self.next_agg_id: dict[str, int] = {}
+
+    def payload_for(self, payload: bytes) -> bytes | None:
+        match = _STREAM.search(payload, 0, 200)
+        if match is None:
+            return payload  # not an envelope: the decoder counts it
+        stream = match.group(1).decode()
+        if stream in self.wanted:
+            if stream.endswith("@aggTrade"):
+                self.agg_recorded.add(stream.partition("@")[0])
+            return payload
+        symbol = stream.partition("@")[0]
+        if self._diff_re.match(stream) and symbol in self.depth_of:
+            return payload  # the simulator serves any recorded depth speed as the subscribed one
+        if stream.endswith("@trade") and symbol in self.agg_wanted and symbol not in self.agg_recorded:
+            return self._as_agg_trade(symbol, payload)
+        return None
+
+    def _as_agg_trade(self, symbol: str, payload: bytes) -> bytes | None:
+        import orjson
+
+        from exchange.sim.timeline import agg_trade_bytes, envelope
+
+        trade = orjson.loads(payload)["data"]
+        if trade.get("X", "MARKET") != "MARKET":
+            return None  # the aggTrade stream carries market trades only
+        agg_id = self.next_agg_id.setdefault(symbol, int(trade["t"]))
+        self.next_agg_id[symbol] = agg_id + 1
+        return envelope(f"{symbol}@aggTrade", agg_trade_bytes(trade, agg_id, self.market))  # type: ignore[arg-type]
+
+
 def replay_frames(
     app: App,
     clock: ReplayClock,
@@ -108,7 +157,7 @@ def replay_frames(
     A tape may hold streams the App does not subscribe to (bookTicker): live never sees them,
     and they would move exchange time (row closes) differently, so the replay skips them too.
     """
-    wanted = subscribed_streams(app.config)
+    served = _ServedStreams(subscribed_streams(app.config), app.config.market.type)
     sink = app.sink
     taken = 0
     for frame in frames:
@@ -116,10 +165,10 @@ def replay_frames(
         if frame.snapshot_symbol is not None:
             sink.on_snapshot(frame.snapshot_symbol, frame.payload, frame.ts_recv_ns)
         else:
-            match = _STREAM.search(frame.payload, 0, 200)
-            if match is not None and match.group(1).decode() not in wanted:
+            payload = served.payload_for(frame.payload)
+            if payload is None:
                 continue
-            sink.on_frame(frame.payload, frame.ts_recv_ns)
+            sink.on_frame(payload, frame.ts_recv_ns)
         taken += 1
         if progress is not None and taken % 10_000 == 0:
             progress(10_000)

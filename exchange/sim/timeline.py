@@ -124,6 +124,11 @@ def _split_envelope(payload: bytes) -> tuple[str, bytes] | None:
     return stream, payload[end + 9 : -1]
 
 
+def envelope(stream: str, data: bytes) -> bytes:
+    """Wrap a payload in a combined-stream envelope."""
+    return _envelope(stream, data)
+
+
 def _envelope(stream: str, data: bytes) -> bytes:
     return b'{"stream":"%s","data":%s}' % (stream.encode(), data)
 
@@ -150,6 +155,11 @@ def _parse_diff(data: dict) -> DepthDiffInfo:
         ts_event_ms=int(data.get("E", 0)),
         ts_trans_ms=int(data["T"]) if "T" in data else None,
     )
+
+
+def agg_trade_bytes(trade: dict, agg_id: int, market: Market) -> bytes:
+    """Return the aggTrade payload the simulator serves for one recorded trade (also used by backtests)."""
+    return _agg_trade_bytes(trade, agg_id, market)
 
 
 def _agg_trade_bytes(trade: dict, agg_id: int, market: Market) -> bytes:
