@@ -136,6 +136,22 @@ class App:
         self.models.listeners.append(self.trading.on_score)
         self.trading.notice_listeners.append(self.notify)
         self.add_service("trading-clock", self._tick_while_silent)
+        sentiment = self.config.strategy.filters.sentiment
+        if sentiment.enabled:
+            from strategy.signals.sentiment import SentimentFeed
+
+            feed = SentimentFeed(sentiment, self.clock)
+            self.trading.sentiment_source = feed.cached
+
+            async def refresh_sentiment() -> None:
+                try:  # every failure degrades to neutral inside the feed (logged once)
+                    while True:
+                        await feed.get()
+                        await self.clock.sleep(min(sentiment.ttl_s, sentiment.retry_s))
+                finally:
+                    await feed.close()
+
+            self.add_service("sentiment", refresh_sentiment)
         self.sink = TradingSink(self.pipeline, self.trading)
 
     def _book_changed(self, state: SymbolMarketData) -> None:

@@ -86,6 +86,7 @@ from strategy.signals import (
     ScoreUpdated,
     StrategyContext,
 )
+from strategy.signals.context import FundingSnapshot, MarketContext, Sentiment
 from strategy.signals.factory import Strategy
 
 SECOND_MS, MINUTE_MS = 1_000, 60_000
@@ -158,6 +159,9 @@ class TradingLoop:
         self._day_start_realized = self._realized_net()
         self._next_second_ms = 0  # exchange time of the next per-second risk feed
         self.exchange_time_ms = 0  # latest exchange time seen
+        # market-context filter inputs: funding from markPrice; sentiment from a fetcher's cache
+        self.market_context: dict[str, MarketContext] = {}
+        self.sentiment_source: Callable[[], Sentiment] | None = None
         self._data_ms: int | None = None  # exchange time of the latest valid market data
         self._data_reported_ms: int | None = None
         self._open: dict[str, _Open] = {}
@@ -226,7 +230,8 @@ class TradingLoop:
         self._time(trade.ts_event_ms)
 
     def on_mark_price(self, mark: MarkPriceUpdated) -> None:
-        """Feed a futures mark price (funding, mark-triggered stops) to the venue."""
+        """Feed a futures mark price (funding, mark-triggered stops) to the venue and the filters."""
+        self.market_context[mark.symbol] = MarketContext(funding=FundingSnapshot.from_mark_price(mark))
         self._handle(self.venue.on_mark_price(mark))
         self._time(mark.ts_event_ms)
 
@@ -296,6 +301,8 @@ class TradingLoop:
             scores=dict(self.scores),
             positions=self._position_views(),
             book_valid={s: st.book_valid for s, st in md.items()},
+            market=dict(self.market_context),
+            sentiment=self.sentiment_source() if self.sentiment_source is not None else Sentiment(),
         )
 
     def _to_strategy(self, event, event_ms: int) -> None:  # type: ignore[no-untyped-def]

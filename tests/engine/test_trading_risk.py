@@ -301,3 +301,18 @@ def test_operator_flatten_closes_the_position_at_market_and_cancels_its_protecti
     assert (closed.quantity, closed.exit_price) == (D(90), D(105))  # sold at the 105.00 bid
     assert h.loop.trading_state is TradingState.ACTIVE  # flatten alone does not halt
     assert h.loop.flatten("operator", T0 + 4000) == []  # nothing left to close
+
+
+def test_context_filters_see_funding_from_mark_prices_and_the_sentiment_cache() -> None:
+    from engine.events import MarkPriceUpdated
+    from strategy.signals.context import Sentiment
+
+    h = Harness()
+    h.market(T0, "100")
+    assert h.loop.context(T0).market == {} and h.loop.context(T0).sentiment == Sentiment()
+    h.loop.on_mark_price(MarkPriceUpdated("BTCUSDT", T0 + 1000, 0, 100.5, 100.4, 0.0003, T0 + 3_600_000))
+    funding = h.loop.context(T0 + 1000).market["BTCUSDT"].funding
+    assert funding is not None and (funding.rate, funding.mark_price) == (0.0003, 100.5)
+    assert funding.next_funding_ms == T0 + 3_600_000
+    h.loop.sentiment_source = lambda: Sentiment(fear_greed=85.0, btc_dominance_pct=55.0, ts_ms=T0)
+    assert h.loop.context(T0 + 1000).sentiment.fear_greed == 85.0
