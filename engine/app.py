@@ -136,6 +136,14 @@ class App:
         self.models.listeners.append(self.trading.on_score)
         self.trading.notice_listeners.append(self.notify)
         self.add_service("trading-clock", self._tick_while_silent)
+        if self.config.strategy.filters.basis.enabled:
+            from engine.othermarket import OtherMarketPrices
+
+            other = Market.SPOT if self.config.market.type is Market.USDM else Market.USDM
+            poller = OtherMarketPrices(other, self.config.endpoints.for_market(other).rest,
+                                       self.config.market.symbols, self.clock)
+            trading = self.trading
+            self.add_service("other-market-prices", lambda: poller.run(trading.on_other_market_price))
         sentiment = self.config.strategy.filters.sentiment
         if sentiment.enabled:
             from strategy.signals.sentiment import SentimentFeed
