@@ -194,4 +194,5 @@ def build_trading(
         model_warm=model_warm,
         blocked=dict(models.refused) if models else {},
         bundle_id=models.bundle_id if models else None,
+        feature_set_hash=models.feature_set_hash if models else None,
     )

@@ -130,6 +130,7 @@ class TradingLoop:
         equity_interval_ms: int = MINUTE_MS,
         notice_listeners: list[NoticeListener] | None = None,
         bundle_id: Callable[[str], str] | None = None,
+        feature_set_hash: Callable[[str], str] | None = None,
     ) -> None:
         self.strategy = strategy
         self.gate = gate
@@ -147,6 +148,7 @@ class TradingLoop:
         )
         self.notices = TradeNotices(self.notice_listeners)
         self._bundle_id = bundle_id  # names the model bundles of a symbol (None: the strategy)
+        self._feature_set_hash = feature_set_hash or (lambda _symbol: "")
         self.stats = TradingStats()
         self.scores: dict[str, ScoreUpdated] = {}
         self.last_price: dict[str, Decimal] = {}
@@ -344,10 +346,13 @@ class TradingLoop:
         if symbol in self.blocked:
             self._deny(symbol, "blocked", self.blocked[symbol])
             return
-        if self.journal is not None and isinstance(self.scores.get(symbol), ScoreUpdated):
+        if self.journal is not None:  # every entry signal, with what produced it
+            modelled = self._bundle_id is not None and isinstance(self.scores.get(symbol), ScoreUpdated)
             self.journal.record_signal(
                 symbol=symbol, ts_ms=now, score=request.confidence, threshold=request.threshold,
-                direction=request.side.value, bundle_id=request.reason, feature_set_hash="",
+                direction=request.side.value,
+                bundle_id=self._bundle_id(symbol) if modelled else f"strategy:{request.reason}",
+                feature_set_hash=self._feature_set_hash(symbol) if modelled else "",
                 contributions=dict(request.contributions),
             )
         entry = EntryRequest(

@@ -72,6 +72,16 @@ async def test_paper_and_backtest_make_identical_orders_and_fills(
     assert paper_intents == back_intents
     assert paper_fills == back_fills
     assert result.fills == len(back_fills)
+    # every entry signal is journaled with the bundle that scored it and its feature-set hash
+    from strategy.features import compile_feature_set
+    from test_livemodels import FAST_SET
+
+    journal = Journal.open(tmp_path / "backtest.sqlite")
+    signals = journal.signals()
+    journal.close()
+    assert signals and all(sig.bundle_id == "up" for sig in signals)
+    assert {sig.feature_set_hash for sig in signals} == {compile_feature_set(FAST_SET).hash}
+    assert all(sig.contributions for sig in signals)
     # every fill is at a price the tape printed near that time: bounded by the session's range
     rows = run.rows
     assert rows is not None
