@@ -21,6 +21,9 @@ from engine.replay import replay_tape
 from exchange.sim.server import SimServer
 from live_harness import assert_books_equal, live_run
 
+# real sockets at 100x tape speed: timing depends on machine load, equality never does
+pytestmark = pytest.mark.flaky(reruns=2)
+
 
 @pytest.mark.parametrize("name", ["spot_btcusdt", "usdm_btcusdt"])
 async def test_engine_book_equals_sim_book_after_every_depth_event(tapes: dict[str, Path], name: str) -> None:

@@ -20,6 +20,9 @@ from dashboard_harness import model_overrides, run_with_dashboard
 from headless_chromium import Chromium, chromium_or_skip
 
 from engine.app import App
+
+# a real browser against a real replay: under load it may need a second try
+pytestmark = pytest.mark.flaky(reruns=2)
 from engine.dashboard import Dashboard, DashboardConfig
 from engine.notices import ErrorNotice
 from exchange.sim.server import SimServer
