@@ -149,7 +149,7 @@ class App:
             from strategy.signals.sentiment import SentimentFeed
 
             feed = SentimentFeed(sentiment, self.clock)
-            self.trading.sentiment_source = feed.cached
+            self.trading.context_inputs.sentiment_source = feed.cached
 
             async def refresh_sentiment() -> None:
                 try:  # every failure degrades to neutral inside the feed (logged once)

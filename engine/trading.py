@@ -39,8 +39,9 @@ import structlog
 
 from engine.events import MarkPriceUpdated, TradePrinted
 from engine.journal import Journal
+from engine.market_context import ContextInputs
 from engine.marketdata import SymbolMarketData
-from engine.model import Instrument, Market, Side
+from engine.model import Instrument, Side
 from engine.notices import Notice
 from engine.orders import (
     CancelOrder,
@@ -56,8 +57,6 @@ from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
 from risk.checks import AccountView, Denied, MarketView
 from risk.checks import PositionView as RiskPosition
-from risk.config import RiskConfig
-from risk.filters import ExchangeFilters
 from risk.gate import EntryRequest, HaltInputs, RiskGate
 from risk.halt import OpenOrderView
 from risk.ids import parse_client_order_id
@@ -86,7 +85,6 @@ from strategy.signals import (
     ScoreUpdated,
     StrategyContext,
 )
-from strategy.signals.context import FundingSnapshot, MarketContext, Sentiment
 from strategy.signals.factory import Strategy
 
 SECOND_MS, MINUTE_MS = 1_000, 60_000
@@ -161,12 +159,7 @@ class TradingLoop:
         self._day_start_realized = self._realized_net()
         self._next_second_ms = 0  # exchange time of the next per-second risk feed
         self.exchange_time_ms = 0  # latest exchange time seen
-        # market-context filter inputs: funding from markPrice; the other market's price (for the
-        # spot-futures spread) from a poller; sentiment from a fetcher's cache
-        self.funding: dict[str, FundingSnapshot] = {}
-        self.other_market_price: dict[str, tuple[float, int]] = {}  # symbol -> (price, exchange ms)
-        self.last_trade_ms: dict[str, int] = {}
-        self.sentiment_source: Callable[[], Sentiment] | None = None
+        self.context_inputs = ContextInputs(lambda s: getattr(market_data.get(s), "market", None))
         self._data_ms: int | None = None  # exchange time of the latest valid market data
         self._data_reported_ms: int | None = None
         self._open: dict[str, _Open] = {}
@@ -230,14 +223,14 @@ class TradingLoop:
     # -- market inputs (after the pipeline applied them) ------------------------------------
     def on_trade(self, trade: TradePrinted) -> None:
         """Feed a printed trade to the venue (resting fills, stop triggers)."""
-        self.last_price[trade.symbol] = Decimal(repr(trade.price))
-        self.last_trade_ms[trade.symbol] = trade.ts_event_ms
+        price = self.last_price[trade.symbol] = Decimal(repr(trade.price))
+        self.context_inputs.on_trade(trade.symbol, price, trade.ts_event_ms)
         self._handle(self.venue.on_trade(trade))
         self._time(trade.ts_event_ms)
 
     def on_mark_price(self, mark: MarkPriceUpdated) -> None:
         """Feed a futures mark price (funding, mark-triggered stops) to the venue and the filters."""
-        self.funding[mark.symbol] = FundingSnapshot.from_mark_price(mark)
+        self.context_inputs.on_mark_price(mark)
         self._handle(self.venue.on_mark_price(mark))
         self._time(mark.ts_event_ms)
 
@@ -307,30 +300,13 @@ class TradingLoop:
             scores=dict(self.scores),
             positions=self._position_views(),
             book_valid={s: st.book_valid for s, st in md.items()},
-            market=self.market_context(),
-            sentiment=self.sentiment_source() if self.sentiment_source is not None else Sentiment(),
+            market=self.context_inputs.market(),
+            sentiment=self.context_inputs.sentiment(),
         )
 
     def on_other_market_price(self, symbol: str, price: float) -> None:
         """Record the other market's price of symbol (spot for a futures engine, and vice versa)."""
-        latest = max(self.exchange_time_ms, max(self.last_trade_ms.values(), default=0))
-        self.other_market_price[symbol] = (price, latest)
-
-    def market_context(self) -> dict[str, MarketContext]:
-        """Per symbol: funding, and both markets' prices with the exchange time of the older one."""
-        out: dict[str, MarketContext] = {}
-        for symbol in set(self.funding) | set(self.other_market_price):
-            state = self.market_data.get(symbol)
-            futures = getattr(state, "market", None) is Market.USDM
-            own = self.last_price.get(symbol)
-            other = self.other_market_price.get(symbol)
-            spot_price = futures_price = prices_ts = None
-            if own is not None and other is not None:
-                mine = float(own)
-                spot_price, futures_price = (other[0], mine) if futures else (mine, other[0])
-                prices_ts = min(self.last_trade_ms.get(symbol, 0), other[1])
-            out[symbol] = MarketContext(self.funding.get(symbol), spot_price, futures_price, prices_ts)
-        return out
+        self.context_inputs.on_other_market_price(symbol, price, self.exchange_time_ms)
 
     def _to_strategy(self, event, event_ms: int) -> None:  # type: ignore[no-untyped-def]
         now = self._now(event_ms)
@@ -604,7 +580,3 @@ class TradingLoop:
             self.journal.flush()
         self.dirty = False
 
-
-def risk_gate(config: RiskConfig, filters: Mapping[str, ExchangeFilters]) -> RiskGate:
-    """Build the risk gate for the symbols' exchange filters."""
-    return RiskGate(config, filters)

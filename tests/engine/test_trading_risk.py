@@ -314,5 +314,5 @@ def test_context_filters_see_funding_from_mark_prices_and_the_sentiment_cache() 
     funding = h.loop.context(T0 + 1000).market["BTCUSDT"].funding
     assert funding is not None and (funding.rate, funding.mark_price) == (0.0003, 100.5)
     assert funding.next_funding_ms == T0 + 3_600_000
-    h.loop.sentiment_source = lambda: Sentiment(fear_greed=85.0, btc_dominance_pct=55.0, ts_ms=T0)
+    h.loop.context_inputs.sentiment_source = lambda: Sentiment(fear_greed=85.0, btc_dominance_pct=55.0, ts_ms=T0)
     assert h.loop.context(T0 + 1000).sentiment.fear_greed == 85.0
