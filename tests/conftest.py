@@ -27,3 +27,23 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tapes(shared_data: Path) -> dict[str, Path]:
     return TAPES
+
+
+# Tests that need the outside world or hours of machine time run only when asked for by name:
+# `pytest --run-marked testnet` (needs TICKLOOP_TESTNET_* keys and internet), `--run-marked soak`.
+OFF_BY_DEFAULT = ("internet", "testnet", "soak")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-marked", action="append", default=[], choices=OFF_BY_DEFAULT,
+        help="also run tests with this off-by-default marker (repeatable)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = set(config.getoption("--run-marked"))
+    for item in items:
+        for marker in OFF_BY_DEFAULT:
+            if marker in item.keywords and marker not in wanted:
+                item.add_marker(pytest.mark.skip(reason=f"off by default: --run-marked {marker}"))
