@@ -22,7 +22,7 @@ from engine.livefeatures import LiveFeatures
 from engine.livemodels import LiveModels
 from engine.marketdata import MarketDataPipeline, SymbolMarketData
 from engine.model import Market
-from engine.modes import TradingSink, build_trading, fetch_exchange_info, trades
+from engine.modes import TradingSink, build_trading, fetch_exchange_info, on_binance, trades
 from engine.notices import Notice
 from engine.recorder import ParquetCollector, TapeWriter
 from engine.shutdown import (
@@ -120,16 +120,17 @@ class App:
             tick_sizes=tick_sizes,
         )
         self.sink: MarketDataPipeline | TradingSink = self.pipeline
-        if trades(config) and exchange_info is not None:
+        if trades(config) and exchange_info is not None and not on_binance(config):
             self.attach_trading(exchange_info)
+        self.binance: Any = None  # the BinanceSession of modes testnet and live
         self.feed: MarketFeed | None = None
         self._stopped = asyncio.Event()
 
-    def attach_trading(self, exchange_info: list[dict]) -> None:
-        """Start trading on the simulated venue (paper, backtest) with these exchangeInfo entries."""
+    def attach_trading(self, exchange_info: list[dict], **venue: Any) -> None:
+        """Start trading with these exchangeInfo entries: simulated venue, or `venue` (Binance)."""
         self.trading = build_trading(
             self.config, exchange_info, self.pipeline, self.features,
-            self.models if self.models.available else None, self.journal,
+            self.models if self.models.available else None, self.journal, **venue,
         )
         # after LiveFeatures: a row's vectors and scores reach the strategy before its RowClosed
         self._row_hooks.append(self.trading.on_rows_closed)
@@ -258,7 +259,7 @@ class App:
         self.shutdown = ShutdownSequence(self.shutdown_config.timeout_s, self.clock, self.log)
         async with aiohttp.ClientSession() as http:
             try:
-                if trades(cfg) and self.trading is None:
+                if trades(cfg) and self.trading is None and not on_binance(cfg):
                     self.attach_trading(await fetch_exchange_info(cfg, http))
                 self.feed = MarketFeed(
                     market=cfg.market.type,
@@ -274,11 +275,12 @@ class App:
                     tap=self._tap if self.recorder else None,
                 )
                 async with asyncio.TaskGroup() as tg:
+                    venue_tasks = await self._start_binance(tg, http) if on_binance(cfg) else []
                     intake = [tg.create_task(self.feed.run(), name="feed"),
                               tg.create_task(self._heartbeat(), name="heartbeat")]
                     stop_task = tg.create_task(self._stopped.wait(), name="stop")
                     timer = tg.create_task(self.clock.sleep(duration_s), name="duration") if duration_s else None
-                    services = [tg.create_task(run(), name=name) for name, run in self._services]
+                    services = venue_tasks + [tg.create_task(run(), name=name) for name, run in self._services]
                     waiters = [t for t in (stop_task, timer) if t is not None]
                     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     self.log.info("stopping", reason="stop" if stop_task.done() else "duration",
@@ -318,11 +320,41 @@ class App:
                 self.log.warning("feed_close_timeout")
         await _cancel_and_wait(tasks)
 
-    def _orders_on_exit(self) -> None:
+    async def _start_binance(self, tg: asyncio.TaskGroup, http: aiohttp.ClientSession) -> list[asyncio.Task]:
+        """Testnet/live: start the venue and user stream, reconcile, then trade (engine.live_start)."""
+        from engine.config import load_secrets
+        from engine.live_start import binance_keys, build_session, protect_holdings, start_session
+
+        cfg = self.config
+        assert self.journal is not None, "modes testnet and live journal every order"
+        session = build_session(cfg, self.clock, http, self.journal, binance_keys(load_secrets()))
+        self.binance = session
+        tasks = [tg.create_task(session.venue.run(), name="binance-orders"),
+                 tg.create_task(session.stream.run(), name="user-stream")]
+        report = await start_session(session, cfg, self.journal, self.clock)
+        balances = {a: b.total for a, b in session.venue.balances().items()}
+        self.attach_trading(await fetch_exchange_info(cfg, http), venue=session.venue,
+                            balances=balances, restore_fills=self.journal.fills())
+        assert self.trading is not None
+        session.venue.set_listener(self.trading.on_venue_events)
+        protect_holdings(self.trading, session.venue, report, cfg.execution.adopt_stop_pct,
+                         session.venue.now_ms)
+        self.log.info("binance_trading_started", mode=cfg.mode, positions=len(session.venue.positions()),
+                      open_orders=session.venue.open_order_count())
+        return tasks
+
+    async def _orders_on_exit(self) -> None:
         policy = self.shutdown_config.orders_on_exit
         if self.trading is None:
             return
         loop = self.trading
+        if self.binance is not None:  # asynchronous venue: queue the cancels, wait for answers
+            venue = self.binance.venue
+            cancelled, kept = cancel_open_orders(venue, policy, lambda event: None)
+            drained = await venue.drain()
+            await venue.close()
+            self.log.info("orders_on_exit", policy=policy, cancelled=cancelled, kept=kept, answered=drained)
+            return
 
         def record(event) -> None:  # type: ignore[no-untyped-def]
             if self.journal is not None:

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="watch the configured coins on Binance (paper mode by default)")
     _add_config(p)
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--live", action="store_true",
+                   help="confirm real-money trading (required when config mode is live)")
 
     p = sub.add_parser("demo", help="run the loopback simulator and the engine together, offline")
     _add_config(p)
@@ -180,6 +182,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from engine import commands
 
     if args.command == "run":
+        refusal = commands.binance_refusal(config, confirmed_live=args.live)
+        if refusal is not None:
+            print(f"tickloop: {refusal}", file=sys.stderr)
+            return EXIT_CONFIG
         return asyncio.run(commands.run_live(config, duration_s=args.duration))
     if args.command == "demo":
         return asyncio.run(commands.run_demo(config, tapes=args.tape, speed=args.speed, duration_s=args.duration))

@@ -98,6 +98,25 @@ def _install_signal_handlers(app: App) -> None:
             pass
 
 
+def binance_refusal(config: Config, *, confirmed_live: bool) -> str | None:
+    """Return why the mode cannot start (keys, the --live flag), before any socket opens."""
+    from engine.live_start import KeysMissing, binance_keys
+    from engine.modes import on_binance
+
+    if config.mode == "live" and not confirmed_live:
+        return "mode live trades real money: add --live to confirm (or use mode testnet)"
+    if confirmed_live and config.mode != "live":
+        return f"--live given but config mode is {config.mode}: set mode: live in config.yaml"
+    if not on_binance(config):
+        return None
+    try:
+        binance_keys(load_secrets())
+    except (KeysMissing, ConfigError, ValueError) as exc:
+        detail = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
+        return f"mode {config.mode} needs API keys: {detail}"
+    return None
+
+
 async def run_live(
     config: Config,
     *,

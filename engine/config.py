@@ -69,13 +69,34 @@ class EndpointConfig(_Frozen):
     rest: str
     ws: str
     routed: bool = False  # USDⓈ-M 2026 routing: /public, /market, /private
+    # spot WebSocket API (user data since listenKeys were removed); null: `<ws>/ws-api/v3`, or
+    # Binance's own ws-api host when `ws` is Binance's stream host
+    ws_api: str | None = None
 
-    @field_validator("rest", "ws")
+    @field_validator("rest", "ws", "ws_api")
     @classmethod
-    def _url_scheme(cls, value: str) -> str:
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not re.match(r"^(https?|wss?)://[^\s/]+", value):
             raise ValueError(f"{value!r} is not an http(s):// or ws(s):// URL")
         return value.rstrip("/")
+
+
+class ExecutionConfig(_Frozen):
+    """Orders on Binance (modes testnet and live)."""
+
+    recv_window_ms: Annotated[int, Field(ge=1, le=60_000)] = 5000
+    margin_type: Literal["ISOLATED", "CROSSED"] = "ISOLATED"  # USDⓈ-M, set per symbol at start
+    # USDⓈ-M dead-man switch: the exchange cancels a symbol's open orders (never its algo stops)
+    # when the engine stops re-arming it for this long; 0 turns it off
+    countdown_cancel_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    # after an unknown outcome, wait this long for the user stream before querying the order
+    user_stream_wait_s: Annotated[float, Field(ge=0, le=30)] = 2.0
+    startup_stream_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    # a position found unprotected at start-up gets a stop this far (percent) from the last price
+    adopt_stop_pct: Annotated[float, Field(gt=0, le=50)] = 2.0
+    max_entry_age_s: Annotated[float, Field(gt=0)] | None = 300.0  # stale entry orders cancelled
 
 
 class EndpointsConfig(_Frozen):
@@ -175,6 +196,7 @@ class Config(_Frozen):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
 
 class Secrets(_Frozen):
@@ -183,6 +205,9 @@ class Secrets(_Frozen):
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     telegram_token: SecretStr | None = None
+    # Ed25519 keys: the PEM private key whose public half is registered with the API key
+    # (BINANCE_PRIVATE_KEY, or a file named by BINANCE_PRIVATE_KEY_FILE); it replaces the secret
+    binance_private_key_pem: SecretStr | None = None
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -243,7 +268,7 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError(["(top level): must be a mapping of sections (mode, market, ...)"])
     problems = [
         f"{p}: secrets are not allowed in config files; set it in the environment or .env "
-        "(BINANCE_API_KEY, BINANCE_API_SECRET, TELEGRAM_TOKEN)"
+        "(BINANCE_API_KEY, BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_FILE, TELEGRAM_TOKEN)"
         for p in _secret_keys(raw)
     ]
     problems += _symbol_problems(raw)
@@ -289,8 +314,16 @@ def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: str | Path |
 
         values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     values.update(env if env is not None else os.environ)
+    pem = values.get("BINANCE_PRIVATE_KEY") or None
+    if pem is None and values.get("BINANCE_PRIVATE_KEY_FILE"):
+        key_file = Path(values["BINANCE_PRIVATE_KEY_FILE"])
+        try:
+            pem = key_file.read_text(encoding="ascii")
+        except OSError as exc:
+            raise ConfigError([f"BINANCE_PRIVATE_KEY_FILE: cannot read {key_file} ({exc.strerror})"]) from None
     return Secrets(
         binance_api_key=values.get("BINANCE_API_KEY") or None,
         binance_api_secret=values.get("BINANCE_API_SECRET") or None,
         telegram_token=values.get("TELEGRAM_TOKEN") or None,
+        binance_private_key_pem=pem,
     )

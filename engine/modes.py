@@ -4,11 +4,14 @@
 |----------|-------------|------------------------------|------------------------------|
 | paper    | LiveClock   | Binance streams (MarketFeed) | SimulatedVenue (local fills) |
 | backtest | ReplayClock | a recorded tape (iter_replay)| SimulatedVenue               |
+| testnet  | LiveClock   | Binance streams (MarketFeed) | BinanceVenue (testnet keys)  |
+| live     | LiveClock   | Binance streams (MarketFeed) | BinanceVenue (`--live` only) |
 
 Everything downstream — pipeline, features, models, strategy, risk gate, portfolio, journal — is
 the same objects in both; `build_trading` assembles them from exchangeInfo entries (fetched from
 the venue in paper mode, reconstructed from the tape in a backtest, as the loopback simulator
-serves them). Live and testnet venues are not wired yet: those modes watch market data only.
+serves them). Testnet and live start through `engine.live_start` (keys, reconciliation,
+protection) and hand `build_trading` their BinanceVenue and the portfolio rebuilt from the venue.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from engine.livemodels import LiveModels
 from engine.marketdata import MarketDataPipeline
 from engine.model import Instrument, Market, instrument_from_exchange_info
 from engine.trading import TradingLoop
+from engine.orders import OrderFilled
+from exchange.binance.venue import BinanceVenue
 from exchange.simulated import SimulatedVenue
 from exchange.simulated_orders import SimulatedVenueConfig
 from portfolio.portfolio import Portfolio
@@ -37,13 +42,19 @@ from risk.gate import RiskGate
 from risk.ids import parse_client_order_id
 from strategy.signals import FeatureVector, build_strategy
 
-TRADING_MODES = frozenset({"paper", "backtest"})
+TRADING_MODES = frozenset({"paper", "backtest", "testnet", "live"})
+BINANCE_MODES = frozenset({"testnet", "live"})
 PAPER_QUOTE_BALANCE = Decimal(10_000)  # starting paper/backtest balance of the quote asset
 
 
 def trades(config: Config) -> bool:
-    """True when the mode places orders (on the simulated venue)."""
+    """True when the mode places orders (simulated or on Binance)."""
     return config.mode in TRADING_MODES
+
+
+def on_binance(config: Config) -> bool:
+    """True when orders go to Binance (testnet or live) rather than the simulated venue."""
+    return config.mode in BINANCE_MODES
 
 
 def clock_for(config: Config) -> Clock:
@@ -142,8 +153,14 @@ def build_trading(
     models: LiveModels | None,
     journal: Journal | None,
     balances: Mapping[str, Decimal] | None = None,
+    venue: BinanceVenue | None = None,
+    restore_fills: Iterable[OrderFilled] = (),
 ) -> TradingLoop:
-    """Assemble strategy, risk gate, simulated venue and portfolio over the shared pipeline."""
+    """Assemble strategy, risk gate, venue and portfolio over the shared pipeline.
+
+    Without a venue the simulated one is built; with one (Binance), `balances` are the venue's
+    and `restore_fills` the journal's fills that rebuild our positions.
+    """
     market = config.market.type
     entries = [dict(e) for e in entries]
     instruments: dict[str, Instrument] = {
@@ -159,12 +176,14 @@ def build_trading(
             else next(iter(instruments.values())).quote_asset or "USDT"
         )
         balances = {quote: PAPER_QUOTE_BALANCE}
-    venue = SimulatedVenue(
-        instruments.values(), balances,
-        SimulatedVenueConfig(market=market, leverage=int(config.risk.leverage)),
-        next_trade_id=next_trade_id(journal),  # a restarted paper session never reuses a trade id
-    )
+    if venue is None:
+        venue = SimulatedVenue(
+            instruments.values(), balances,
+            SimulatedVenueConfig(market=market, leverage=int(config.risk.leverage)),
+            next_trade_id=next_trade_id(journal),  # a restarted paper session never reuses a trade id
+        )
     portfolio = Portfolio(instruments.values(), balances)
+    portfolio.restore_positions(restore_fills)
     strategy = build_strategy(config.strategy, market, model_available=bool(models and models.available))
 
     def vectors(symbol: str) -> dict[str, FeatureVector]:

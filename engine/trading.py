@@ -53,11 +53,12 @@ from engine.orders import (
     SubmitOrderList,
 )
 from engine.trading_notices import EntryReason, TradeNotices, top_contributions
+from exchange.binance.venue import BinanceVenue
 from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
 from risk.checks import AccountView, Denied, MarketView
 from risk.checks import PositionView as RiskPosition
-from risk.gate import EntryRequest, HaltInputs, RiskGate
+from risk.gate import EntryRequest, GateUpdate, HaltInputs, RiskGate
 from risk.halt import OpenOrderView
 from risk.ids import parse_client_order_id
 from risk.state import (
@@ -116,7 +117,7 @@ class TradingLoop:
         *,
         strategy: Strategy,
         gate: RiskGate,
-        venue: SimulatedVenue,
+        venue: SimulatedVenue | BinanceVenue,
         portfolio: Portfolio,
         instruments: Mapping[str, Instrument],
         market_data: Mapping[str, SymbolMarketData],
@@ -219,6 +220,21 @@ class TradingLoop:
     @property
     def trading_state(self) -> TradingState:
         return self.gate.trading_state
+
+    def on_venue_events(self, events: list[OrderEvent]) -> None:
+        """Fold order events an asynchronous venue (Binance) reports after the fact."""
+        self._handle(events)
+        self.flush()
+
+    def take_over(self, update: GateUpdate, ts_ms: int, observation: Observation | None = None) -> None:
+        """Act on a gate update made outside the loop (start-up protection): orders, problems, state."""
+        for symbol, position in self.portfolio.open_positions().items():
+            side = PositionSide.LONG if position.qty > 0 else PositionSide.SHORT
+            self._open.setdefault(symbol, _Open(side, ts_ms))
+        self._problems(update.problems, ts_ms)
+        self._execute(update.commands)
+        if observation is not None:
+            self._observe(observation)
 
     # -- market inputs (after the pipeline applied them) ------------------------------------
     def on_trade(self, trade: TradePrinted) -> None:

@@ -82,6 +82,21 @@ class Portfolio:
             self.closed_trades.append(closed)
         return closed
 
+    def restore_positions(self, fills: Iterable[OrderFilled]) -> None:
+        """Rebuild positions from fills already in the balances (a restart): ledger untouched.
+
+        Their trade ids count as seen, so the same fill reported again changes nothing.
+        """
+        for fill in fills:
+            key = (fill.symbol, fill.trade_id)
+            if key in self._seen_fills or fill.symbol not in self.instruments:
+                continue
+            self._seen_fills.add(key)
+            fee = self._fee_in_quote(fill, self.instruments[fill.symbol])
+            before = self.positions.get(fill.symbol) or Position(fill.symbol)
+            self.positions[fill.symbol] = before.apply_fill(fill, fee)[0]
+            self.marks.setdefault(fill.symbol, fill.price)
+
     def mark(self, symbol: str, price: Decimal | float) -> None:
         """Value symbol at price from now on (last trade, mid or mark price)."""
         self.marks[symbol] = price if isinstance(price, Decimal) else Decimal(repr(price))

@@ -405,6 +405,29 @@ class RiskGate:
         """Cancel an order (always allowed)."""
         return Approved((CancelOrder(symbol, client_order_id, ts_ms, reason),))
 
+    # -- positions found at start-up -------------------------------------------------------
+
+    def adopt_protection(self, plan: ProtectionPlan) -> None:
+        """Follow a protection plan rebuilt from orders already working on the venue."""
+        self.plans[plan.entry.symbol] = plan
+
+    def protect_position(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        reference_price: Decimal,
+        stop_distance: Decimal,
+        ts_ms: int,
+    ) -> GateUpdate:
+        """Return the orders that protect an unprotected position, as if it had just filled."""
+        seq, self._seq = self._seq, self._seq + 1
+        entry = FilledEntry(symbol, side, reference_price, quantity, stop_distance, "", seq)
+        update = plan_protection(entry, self.config, self._filters[symbol], reference_price, ts_ms)
+        self.plans[symbol] = update.plan
+        self._remember_commands(update.commands)
+        return GateUpdate(update.commands, problems=update.plan.problems)
+
     # -- feedback --------------------------------------------------------------------------
 
     def observe(

@@ -42,6 +42,7 @@ class Trigger(enum.StrEnum):
     DAILY_LOSS = "DAILY_LOSS"
     STALE_DATA = "STALE_DATA"
     ERROR_STORM = "ERROR_STORM"
+    UNPROTECTED = "UNPROTECTED"  # a position was found without a protective stop (start-up)
     MANUAL_HALT = "MANUAL_HALT"
     MANUAL_RESUME = "MANUAL_RESUME"
     CLEARED = "CLEARED"  # the conditions behind REDUCING went away
@@ -88,8 +89,25 @@ class ResumeRequested:
     by: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProtectionObserved:
+    """Start-up reconciliation's verdict: these positions have no protective stop on the venue.
+
+    An empty tuple clears the condition (every position is protected again).
+    """
+
+    ts_ms: int
+    unprotected: tuple[str, ...] = ()
+
+
 Observation = (
-    EquityObserved | DataObserved | ClockTicked | ErrorObserved | HaltRequested | ResumeRequested
+    EquityObserved
+    | DataObserved
+    | ClockTicked
+    | ErrorObserved
+    | HaltRequested
+    | ResumeRequested
+    | ProtectionObserved
 )
 
 
@@ -184,6 +202,10 @@ def _apply(state: RiskState, obs: Observation, config: RiskConfig) -> RiskState:
         state = replace(state, error_times_ms=recent[-config.error_storm_count :])
         if len(recent) >= config.error_storm_count:
             state = _halt(state, Trigger.ERROR_STORM)
+    elif isinstance(obs, ProtectionObserved):
+        # not subject to auto_recover: only a verdict of "all protected" clears it
+        conditions = state.conditions - {Trigger.UNPROTECTED}
+        state = replace(state, conditions=conditions | ({Trigger.UNPROTECTED} if obs.unprotected else set()))
     elif isinstance(obs, HaltRequested):
         state = _halt(state, Trigger.MANUAL_HALT)
     elif isinstance(obs, ResumeRequested):
@@ -208,6 +230,8 @@ def _detail(state: RiskState, trigger: Trigger, config: RiskConfig) -> str:
         return f"equity {state.equity} vs day start {state.day_start_equity}: limit {limit} %"
     if trigger is Trigger.STALE_DATA:
         return f"no market data since {state.last_data_ms} (limit {config.stale_data_s} s)"
+    if trigger is Trigger.UNPROTECTED:
+        return "positions without a protective stop"
     if trigger is Trigger.ERROR_STORM:
         return f"{len(state.error_times_ms)} errors within {config.error_storm_window_s} s"
     return trigger.value.lower().replace("_", " ")
@@ -234,7 +258,9 @@ def step(
         trigger = Trigger.CLEARED
     detail = _detail(state, trigger, config)
     note = (
-        obs.reason
+        ", ".join(obs.unprotected)
+        if isinstance(obs, ProtectionObserved)
+        else obs.reason
         if isinstance(obs, HaltRequested)
         else obs.by
         if isinstance(obs, ResumeRequested)

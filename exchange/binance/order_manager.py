@@ -12,6 +12,7 @@ earlier attempt landed: query and adopt that order.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 from collections.abc import Callable
@@ -58,6 +59,9 @@ log = structlog.get_logger("tickloop.binance.orders")
 
 EventSink = Callable[[OrderEvent], None]
 _ABSENT_REASONS = (RejectReason.NO_SUCH_ORDER, RejectReason.ORDER_ARCHIVED)
+_WORKING = frozenset(
+    {OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED}
+)
 
 
 @dataclass(slots=True)
@@ -131,6 +135,9 @@ class OrderManagerConfig:
     max_send_retries: int = 3  # Retryable answers: nothing happened, send again
     max_resends: int = 1  # resends after "not placed"
     max_entry_age_s: float | None = None  # cancel_stale() cancels older open entries
+    # After an unknown outcome, first wait this long for the user stream to report the order
+    # (§5.3 step 2) before querying by client id; 0 queries at once.
+    stream_wait_s: float = 0.0
 
 
 class OrderManager:
@@ -151,6 +158,7 @@ class OrderManager:
         self._sink = sink
         self._config = config or OrderManagerConfig()
         self._orders: dict[str, TrackedOrder] = {}
+        self._reported = asyncio.Event()  # set whenever a venue report advanced an order
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -165,26 +173,52 @@ class OrderManager:
 
     # -- commands --------------------------------------------------------------------------------
 
+    def open_orders(self) -> list[TrackedOrder]:
+        """Return every order that is or may be working: in flight, unknown, new, part-filled."""
+        return [t for t in self._orders.values() if t.status in _WORKING]
+
+    def remember(
+        self, intent: OrderIntent, *, algo: bool, status: OrderStatus, filled: Decimal,
+        trade_ids: set[int], venue_order_id: str | None,
+    ) -> TrackedOrder:
+        """Track an order from the journal with what was already reported (after a restart)."""
+        tracked = TrackedOrder(
+            intent, algo, self._clock.monotonic_ns(), status, venue_order_id, filled,
+            set(trade_ids), accepted=status not in (OrderStatus.PENDING, OrderStatus.UNKNOWN),
+            sends=1,
+        )
+        self._orders[intent.client_order_id] = tracked
+        return tracked
+
     async def submit(
-        self, intent: OrderIntent, ts_ms: int, *, close_position: bool = False
+        self,
+        intent: OrderIntent,
+        ts_ms: int,
+        *,
+        close_position: bool = False,
+        journaled: bool = False,
     ) -> OrderStatus:
-        """Journal intent, place it, and return its status once the venue's answer is known."""
+        """Journal intent (unless the caller did), place it, return its status once known."""
         request = order_request(self.market, intent, close_position=close_position)
         tracked = TrackedOrder(intent, request.is_algo, self._clock.monotonic_ns())
-        self._journal.record_intent(intent, ts_ms)
+        if not journaled:
+            self._journal.record_intent(intent, ts_ms)
         self._orders[intent.client_order_id] = tracked
         await self._place([tracked], request, ts_ms)
         return tracked.status
 
-    async def submit_list(self, command: SubmitOrderList) -> list[OrderStatus]:
-        """Journal both legs of a spot OCO, place the list, return each leg's status."""
+    async def submit_list(
+        self, command: SubmitOrderList, *, journaled: bool = False
+    ) -> list[OrderStatus]:
+        """Journal both legs of a spot OCO (unless the caller did), place it, return their status."""
         if self.market is not Market.SPOT:
             raise ValueError("order lists exist on spot only")
         request = oco_request(command)
         now_ns = self._clock.monotonic_ns()
         legs = [TrackedOrder(leg, False, now_ns) for leg in command.orders]
         for leg in legs:
-            self._journal.record_intent(leg.intent, command.ts_ms)
+            if not journaled:
+                self._journal.record_intent(leg.intent, command.ts_ms)
             self._orders[leg.intent.client_order_id] = leg
         await self._place(legs, request, command.ts_ms)
         return [leg.status for leg in legs]
@@ -259,6 +293,8 @@ class OrderManager:
         events = fold_order(tracked, order)
         for event in events:
             self._sink(event)
+        if events:
+            self._reported.set()
         return events
 
     # -- placement and reconciliation ------------------------------------------------------------
@@ -296,6 +332,8 @@ class OrderManager:
                 for leg in legs:
                     leg.status = OrderStatus.UNKNOWN
                     self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, exc.message)
+                if await self._reported_by_stream(legs):
+                    return
                 lookups = [await self._lookup(leg, sent_ns, landed=False) for leg in legs]
                 if any(lookup is not Lookup.ABSENT for lookup in lookups):
                     return
@@ -321,6 +359,20 @@ class OrderManager:
             await self._absorb(legs[0], parse_algo(body))
         else:
             await self._absorb(legs[0], parse_order(self.market, body))
+
+    async def _reported_by_stream(self, legs: list[TrackedOrder]) -> bool:
+        """Wait up to stream_wait_s for the user stream to report every leg; True if it did."""
+        deadline_ns = self._clock.monotonic_ns() + int(self._config.stream_wait_s * 1e9)
+        while not all(leg.accepted or leg.status is OrderStatus.REJECTED for leg in legs):
+            left_s = (deadline_ns - self._clock.monotonic_ns()) / 1e9
+            if left_s <= 0:
+                return False
+            self._reported.clear()
+            try:
+                await asyncio.wait_for(self._reported.wait(), left_s)
+            except TimeoutError:
+                return False
+        return True
 
     async def _lookup(self, tracked: TrackedOrder, sent_ns: int, *, landed: bool) -> Lookup:
         """Query by client id with backoff; ABSENT only once the order can no longer appear."""

@@ -1,0 +1,405 @@
+"""The Binance execution venue (testnet, live) behind the trading loop's venue interface.
+
+The trading loop is synchronous and deterministic: it calls `submit`, `submit_list` and `cancel`
+and expects order events later. Here those calls only enqueue a command on the symbol's queue and
+return no events; one worker task per symbol sends them in order through the `OrderManager`
+(journal first, §5.3 unknown-outcome protocol), so a cancel never overtakes the placement it
+cancels and one slow symbol never delays another. Every order event — from a REST answer, the
+user stream or a reconciliation — passes through the manager's fold, which emits each acceptance,
+fill (by trade id) and terminal state exactly once, and reaches the loop through `set_listener`.
+
+The user stream feeds the same fold. After a gap (`UserStreamGap` … `UserStreamLive`) every order
+we still think is working is queried by client id and the account is re-read, because Binance
+never replays user events. On USDⓈ-M the `countdownCancelAll` dead-man switch is re-armed per
+symbol while the engine lives, so a frozen engine's *entries* are cancelled by the exchange;
+protective stops are algo orders, which the countdown does not touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from engine.clock import Clock
+from engine.events import MarkPriceUpdated, TradePrinted
+from engine.model import Market
+from engine.orders import (
+    FundingPaid,
+    Liquidity,
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatus,
+    SubmitOrderList,
+)
+from exchange.base import Balance, OpenOrder, VenuePosition
+from exchange.binance.order_manager import OrderManager, TrackedOrder
+from exchange.binance.orders import VenueFill, VenueOrder
+from exchange.binance.rest import BinanceRest
+from exchange.binance.user_events import (
+    AccountSnapshot,
+    AlgoUpdate,
+    OrderUpdate,
+    account_outputs,
+)
+from exchange.binance.userstream import UserStreamGap, UserStreamItem, UserStreamLive
+from exchange.errors import ExchangeError
+
+log = structlog.get_logger("tickloop.binance.venue")
+
+EventListener = Callable[[list[OrderEvent]], None]
+_STATUS = {s.value: s for s in OrderStatus}
+_ALGO_STATUS = {
+    "NEW": OrderStatus.NEW,
+    "CANCELED": OrderStatus.CANCELED,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BinanceVenueConfig:
+    latency_ms: int = 0  # the shutdown sequence reads it; a real venue answers by itself
+    countdown_ms: int = 0  # USDⓈ-M dead-man switch per symbol; 0 leaves it off
+    countdown_refresh_s: float = 20.0  # re-arm period (well inside countdown_ms)
+    drain_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Submit:
+    intent: OrderIntent
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _SubmitList:
+    command: SubmitOrderList
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancel:
+    symbol: str
+    client_order_id: str
+
+
+_Command = _Submit | _SubmitList | _Cancel
+
+
+def venue_order_of(update: OrderUpdate) -> VenueOrder:
+    """Translate a user-stream order update into the manager's VenueOrder (at most one fill)."""
+    fills: tuple[VenueFill, ...] = ()
+    if update.execution_type in ("TRADE", "CALCULATED") and update.last_qty > 0:
+        liquidity = Liquidity.MAKER if update.maker else Liquidity.TAKER
+        fills = (VenueFill(update.trade_id, update.last_price, update.last_qty, update.commission,
+                           update.commission_asset, liquidity, update.ts_transaction_ms),)  # fmt: skip
+    status = update.order_status
+    return VenueOrder(
+        symbol=update.symbol,
+        client_order_id=update.client_order_id,
+        venue_order_id=update.venue_order_id,
+        status=OrderStatus.EXPIRED if status == "EXPIRED_IN_MATCH" else _STATUS.get(status, OrderStatus.NEW),
+        side=update.side,
+        orig_qty=update.quantity,
+        executed_qty=update.cum_qty,
+        ts_ms=update.ts_transaction_ms,
+        fills=fills,
+    )
+
+
+class BinanceVenue:
+    """Orders to Binance through an OrderManager; the user stream and REST keep it honest."""
+
+    def __init__(
+        self,
+        market: Market,
+        symbols: Sequence[str],
+        rest: BinanceRest,
+        manager: OrderManager,
+        clock: Clock,
+        user_queue: asyncio.Queue[UserStreamItem],
+        config: BinanceVenueConfig | None = None,
+    ) -> None:
+        self.market = market
+        self.config = config or BinanceVenueConfig()
+        self.manager = manager
+        self._rest = rest
+        self._clock = clock
+        self._user_queue = user_queue
+        self._queues: dict[str, asyncio.Queue[_Command]] = {s: asyncio.Queue() for s in symbols}
+        self._busy: dict[str, bool] = {s: False for s in symbols}
+        self._listener: EventListener | None = None
+        self._early: list[OrderEvent] = []  # events before a listener was set (start-up)
+        self._lists: dict[str, tuple[str, str]] = {}  # leg id -> (list id, other leg id)
+        self._algo_of_order: dict[str, str] = {}  # triggered algo's order id -> client algo id
+        self._balances: dict[str, Balance] = {}
+        self._positions: dict[str, VenuePosition] = {}
+        self._marks: dict[str, Decimal] = {}
+        self.stream_live = False
+        self.gaps = 0
+
+    # -- the loop's synchronous interface ------------------------------------------------------
+    @property
+    def now_ms(self) -> int:
+        """Return the venue's time: our clock corrected by the measured server-time offset."""
+        return self._rest.timestamp_ms()
+
+    def set_listener(self, listener: EventListener) -> None:
+        """Deliver every order event to listener from now on (and those held since start-up)."""
+        self._listener = listener
+        early, self._early = self._early, []
+        if early:
+            listener(early)
+
+    def emit(self, event: OrderEvent) -> None:
+        """The manager's sink: pass one event on (held until a listener is set)."""
+        if isinstance(event, OrderCanceled | OrderExpired | OrderRejected) or (
+            isinstance(event, OrderFilled) and event.order_complete
+        ):
+            self._end_list(event.client_order_id)
+        if self._listener is None:
+            self._early.append(event)
+        else:
+            self._listener([event])
+
+    def submit(self, intent: OrderIntent, now_ms: int) -> list[OrderEvent]:
+        """Queue an order (the caller journaled it); its events arrive through the listener."""
+        self._queue(intent.symbol).put_nowait(_Submit(intent, now_ms))
+        return []
+
+    def submit_list(
+        self, list_client_order_id: str, legs: Sequence[OrderIntent], now_ms: int
+    ) -> list[OrderEvent]:
+        """Queue a spot OCO list (both legs journaled by the caller)."""
+        first, second = legs
+        self._lists[first.client_order_id] = (list_client_order_id, second.client_order_id)
+        self._lists[second.client_order_id] = (list_client_order_id, first.client_order_id)
+        command = SubmitOrderList(list_client_order_id, tuple(legs), now_ms)
+        self._queue(first.symbol).put_nowait(_SubmitList(command))
+        return []
+
+    def cancel(self, symbol: str, client_order_id: str, now_ms: int) -> list[OrderEvent]:
+        """Queue a cancel behind anything already queued for the symbol."""
+        self._queue(symbol).put_nowait(_Cancel(symbol, client_order_id))
+        return []
+
+    def advance(self, now_ms: int) -> list[OrderEvent]:
+        return []  # the exchange keeps its own time
+
+    def on_book(self, symbol: str, book: Any, ts_ms: int) -> list[OrderEvent]:
+        return []  # the exchange matches; nothing to simulate
+
+    def on_trade(self, trade: TradePrinted) -> list[OrderEvent]:
+        self._marks[trade.symbol] = Decimal(str(trade.price))
+        return []
+
+    def on_mark_price(self, mark: MarkPriceUpdated) -> list[OrderEvent]:
+        self._marks[mark.symbol] = Decimal(str(mark.mark_price))
+        return []
+
+    def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        """Return the orders working (or possibly working) on the venue, as far as we know."""
+        return [_open_order(t) for t in self.manager.open_orders()
+                if symbol is None or t.intent.symbol == symbol]  # fmt: skip
+
+    def open_order_count(self, symbol: str | None = None) -> int:
+        return len(self.open_orders(symbol))
+
+    def order_list_of(self, symbol: str, client_order_id: str) -> tuple[str, str] | None:
+        """Return (list id, other leg id) while both legs of an OCO are working, else None."""
+        pair = self._lists.get(client_order_id)
+        if pair is None or self.manager.status(pair[1]) in _DONE:
+            return None
+        return pair
+
+    def balances(self) -> dict[str, Balance]:
+        return dict(self._balances)
+
+    def positions(self) -> dict[str, VenuePosition]:
+        return {s: p for s, p in self._positions.items() if p.qty != 0}
+
+    def marks(self) -> dict[str, Decimal]:
+        return dict(self._marks)
+
+    def set_account(self, balances: dict[str, Balance], positions: dict[str, VenuePosition]) -> None:
+        """Replace the account view with a REST reading (start-up, after a user-stream gap)."""
+        self._balances = dict(balances)
+        self._positions = dict(positions)
+
+    @property
+    def idle(self) -> bool:
+        """True when no command is queued or being sent."""
+        return not any(self._busy.values()) and all(q.empty() for q in self._queues.values())
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued command was sent and answered; False on timeout."""
+        deadline_ns = self._clock.monotonic_ns() + int((timeout_s or self.config.drain_timeout_s) * 1e9)
+        while not self.idle:
+            if self._clock.monotonic_ns() >= deadline_ns:
+                return False
+            await self._clock.sleep(0.005)
+        return True
+
+    # -- the tasks -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Send queued commands, fold the user stream, keep the dead-man switch armed."""
+        async with asyncio.TaskGroup() as tg:
+            for symbol in self._queues:
+                tg.create_task(self._worker(symbol), name=f"orders-{symbol}")
+            tg.create_task(self._consume_user_stream(), name="user-events")
+            if self.market is Market.USDM and self.config.countdown_ms > 0:
+                tg.create_task(self._keep_countdown(), name="countdown")
+
+    async def _worker(self, symbol: str) -> None:
+        queue = self._queues[symbol]
+        while True:
+            command = await queue.get()
+            self._busy[symbol] = True
+            try:
+                await self._send(command)
+            except ExchangeError as exc:  # the manager already reported what it could decide
+                log.error("order_command_failed", symbol=symbol, command=type(command).__name__,
+                          error=repr(exc))  # fmt: skip
+            finally:
+                self._busy[symbol] = not queue.empty()
+
+    async def _send(self, command: _Command) -> None:
+        if isinstance(command, _Submit):
+            await self.manager.submit(command.intent, command.ts_ms, journaled=True)
+        elif isinstance(command, _SubmitList):
+            await self.manager.submit_list(command.command, journaled=True)
+        elif self.manager.tracked(command.client_order_id) is None:
+            log.warning("cancel_unknown_order", symbol=command.symbol,
+                        client_order_id=command.client_order_id)  # fmt: skip
+        else:
+            await self.manager.cancel(command.client_order_id)
+
+    async def _consume_user_stream(self) -> None:
+        while True:
+            item = await self._user_queue.get()
+            try:
+                await self.on_user_item(item)
+            except ExchangeError as exc:
+                log.error("user_event_reconcile_failed", error=repr(exc))
+
+    async def on_user_item(self, item: UserStreamItem) -> None:
+        """Fold one user-stream item; reconcile by REST when the stream comes back."""
+        if isinstance(item, UserStreamGap):
+            self.stream_live = False
+            self.gaps += 1
+            log.warning("user_stream_gap", reason=item.reason)
+        elif isinstance(item, UserStreamLive):
+            self.stream_live = True
+            if item.after != "start":
+                await self.reconcile_working()
+        elif isinstance(item, OrderUpdate):
+            order = venue_order_of(item)
+            if self.manager.tracked(order.client_order_id) is None:
+                algo_id = self._algo_of_order.get(order.venue_order_id)
+                if algo_id is None:
+                    log.info("foreign_order_update", symbol=order.symbol,
+                             client_order_id=order.client_order_id)  # fmt: skip
+                    return
+                order = _as_client(order, algo_id)
+            self.manager.apply(order)
+        elif isinstance(item, AlgoUpdate):
+            self._on_algo(item)
+        elif isinstance(item, AccountSnapshot):
+            self._on_account(item)
+
+    async def reconcile_working(self) -> int:
+        """Query every order we think may be working; return how many were queried."""
+        working = self.manager.open_orders()
+        for tracked in working:
+            await self.manager.refresh(tracked.intent.client_order_id)
+        await self.refresh_account()
+        log.info("reconciled_after_gap", orders=len(working))
+        return len(working)
+
+    async def refresh_account(self) -> None:
+        """Re-read balances and positions by REST."""
+        from exchange.binance.startup import read_account  # the start-up reader, shared
+
+        balances, positions = await read_account(self._rest)
+        self.set_account(balances, positions)
+
+    async def _keep_countdown(self) -> None:
+        while True:
+            for symbol in self._queues:
+                try:
+                    await self._rest.post("/fapi/v1/countdownCancelAll",
+                                          {"symbol": symbol, "countdownTime": self.config.countdown_ms},
+                                          signed=True, weight=10)  # fmt: skip
+                except ExchangeError as exc:
+                    log.warning("countdown_rearm_failed", symbol=symbol, error=repr(exc))
+            await self._clock.sleep(self.config.countdown_refresh_s)
+
+    async def close(self) -> None:
+        """Disarm the dead-man switch (a clean stop keeps the orders the shutdown policy kept)."""
+        if self.market is not Market.USDM or self.config.countdown_ms <= 0:
+            return
+        for symbol in self._queues:
+            with contextlib.suppress(ExchangeError):
+                await self._rest.post("/fapi/v1/countdownCancelAll",
+                                      {"symbol": symbol, "countdownTime": 0}, signed=True, weight=10)  # fmt: skip
+
+    # -- folding -----------------------------------------------------------------------------
+    def _on_algo(self, update: AlgoUpdate) -> None:
+        if update.actual_order_id:
+            self._algo_of_order[update.actual_order_id] = update.client_algo_id
+        status = _ALGO_STATUS.get(update.status)
+        if status is None or self.manager.tracked(update.client_algo_id) is None:
+            return  # TRIGGERING/TRIGGERED/FINISHED: the order it became reports itself
+        self.manager.apply(VenueOrder(
+            update.symbol, update.client_algo_id, f"algo:{update.algo_id}", status, update.side,
+            update.quantity, Decimal(0), update.ts_event_ms,
+        ))  # fmt: skip
+
+    def _on_account(self, snapshot: AccountSnapshot) -> None:
+        for output in account_outputs(snapshot):
+            if isinstance(output, FundingPaid):
+                self.emit(output)  # type: ignore[arg-type]
+            elif hasattr(output, "free"):
+                b = output
+                if self.market is Market.USDM:
+                    self._balances[b.asset] = Balance(b.asset, b.free, Decimal(0))  # type: ignore[union-attr]
+                else:
+                    self._balances[b.asset] = Balance(b.asset, b.free, b.locked)  # type: ignore[union-attr]
+            else:
+                p = output
+                if p.position_side in ("BOTH", ""):  # type: ignore[union-attr]
+                    self._positions[p.symbol] = VenuePosition(p.symbol, p.amount, p.entry_price)  # type: ignore[union-attr]
+
+    def _end_list(self, client_order_id: str) -> None:
+        pair = self._lists.pop(client_order_id, None)
+        if pair is not None:
+            self._lists.pop(pair[1], None)
+
+    def _queue(self, symbol: str) -> asyncio.Queue[_Command]:
+        queue = self._queues.get(symbol)
+        if queue is None:
+            raise ValueError(f"{symbol} is not a symbol this venue trades")
+        return queue
+
+
+_DONE = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED,
+                   OrderStatus.REJECTED, None})  # fmt: skip
+
+
+def _as_client(order: VenueOrder, client_order_id: str) -> VenueOrder:
+    return dataclasses.replace(order, client_order_id=client_order_id)
+
+
+def _open_order(tracked: TrackedOrder) -> OpenOrder:
+    intent = tracked.intent
+    return OpenOrder(intent.symbol, intent.client_order_id, tracked.venue_order_id or "",
+                     intent.side, intent.quantity, tracked.filled_qty, tracked.status, intent)  # fmt: skip
