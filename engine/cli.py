@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--klines", action="append", type=Path, default=[],
                    help="Binance archive kline CSV(s) <SYMBOL>-1m-YYYY-MM.csv[.gz] to serve on /klines")
     p.add_argument("--klines-market", choices=["spot", "usdm"], default="usdm")
+    p.add_argument("--trading", action="store_true",
+                   help="also serve signed trading endpoints and user streams (a loopback testnet)")
 
     p = sub.add_parser("replay", help="fold a tape offline into rows.parquet and candles.parquet")
     _add_config(p)
@@ -124,7 +126,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from engine.commands import run_sim_command
 
         return asyncio.run(run_sim_command(args.tape, speed=args.speed, port=args.port, loop=args.loop,
-                                           klines=args.klines, klines_market=args.klines_market))
+                                           klines=args.klines, klines_market=args.klines_market,
+                                           trading=args.trading))
     if args.command == "report":
         from portfolio.report import run_report
 

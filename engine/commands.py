@@ -225,7 +225,7 @@ async def run_demo(
 
 async def run_sim_command(
     tapes: list[Path], *, speed: float, port: int, loop: bool,
-    klines: list[Path] | None = None, klines_market: str = "usdm",
+    klines: list[Path] | None = None, klines_market: str = "usdm", trading: bool = False,
 ) -> int:
     """Serve tapes (and optionally kline history) as a loopback Binance until interrupted."""
     from exchange.sim.klines import KlineServer
@@ -238,7 +238,7 @@ async def run_sim_command(
             symbol = path.name.split("-", 1)[0].upper()  # Binance archive names: SYMBOL-1m-YYYY-MM.csv
             kline_server.add_file(klines_market, symbol, [path])
     try:
-        await run_sim(tapes, speed=speed, port=port, loop=loop, klines=kline_server)
+        await run_sim(tapes, speed=speed, port=port, loop=loop, klines=kline_server, trading=trading)
     except asyncio.CancelledError:
         pass
     return EXIT_OK

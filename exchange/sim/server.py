@@ -409,4 +409,9 @@ async def run_sim(
     symbols = {s: sorted(m.value for m in ms) for s, ms in sim.timeline.markets.items()}
     log.info("sim_listening", http=sim.base_http, ws=sim.base_ws, symbols=symbols, speed=speed)
     print(f"tickloop sim: REST {sim.base_http}  websockets {sim.base_ws}  symbols {symbols}")
+    if sim.trading is not None:
+        from exchange.sim.trading import TEST_API_KEY
+
+        # the loopback key pair is public test data, never a real credential
+        print(f"tickloop sim: trading on; BINANCE_API_KEY={TEST_API_KEY} (secret: exchange/sim/trading)")
     await sim.serve_forever()
