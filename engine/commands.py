@@ -19,6 +19,8 @@ import aiohttp
 import structlog
 
 from engine.app import App, endpoints_of
+from exchange.binance.startup import StartupRefused
+from exchange.errors import AuthFailed
 from engine.config import Config, ConfigError, EndpointConfig, load_secrets
 from engine.logging import configure_logging
 from engine.modes import trades
@@ -149,7 +151,15 @@ async def run_live(
     log.info("starting", mode=config.mode, market=config.market.type.value, symbols=list(config.market.symbols),
              rest=endpoints_of(config).rest_base, record_to=str(record_to) if record_to else None,
              collect_to=str(collect_to) if collect_to else None)
-    await app.run(duration_s)
+    refused: list[BaseException] = []
+    try:
+        await app.run(duration_s)
+    except* (StartupRefused, AuthFailed) as group:
+        refused.extend(group.exceptions)
+    if refused:  # the account cannot be traded as configured: say why in one line
+        log.error("start_refused", reason=str(refused[0]))
+        print(f"tickloop: refused to start {config.mode}: {refused[0]}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
