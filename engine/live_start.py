@@ -39,7 +39,7 @@ from exchange.binance.startup import (
 from exchange.binance.urls import BinanceEndpoints
 from exchange.binance.userstream import FuturesUserStream, SpotUserStream, UserStreamItem
 from exchange.binance.venue import BinanceVenue, BinanceVenueConfig
-from exchange.errors import Rejected
+from exchange.errors import Rejected, Retryable, UnknownOutcome
 from risk.adopt import fresh_stop_distance, judge_position
 from risk.gate import GateUpdate
 from risk.state import ProtectionObserved
@@ -99,7 +99,9 @@ def build_session(
     ep = config.endpoints.for_market(market)
     endpoints = BinanceEndpoints(ep.rest, ep.ws, ep.routed)
     rest = BinanceRest(market, endpoints, clock, http, keys, execution.recv_window_ms)
-    spot = config.endpoints.spot
+    # apiRestrictions is on Binance's spot host for every key; testnets have no /sapi at all, so
+    # a testnet asks its own host (a loopback simulator answers, a real testnet 404s: a warning)
+    spot = config.endpoints.spot if config.mode == "live" else ep
     spot_rest = rest if market is Market.SPOT else BinanceRest(
         Market.SPOT, BinanceEndpoints(spot.rest, spot.ws), clock, http, keys, execution.recv_window_ms
     )
@@ -135,7 +137,7 @@ async def start_session(
     await rest.sync_time()
     try:
         await refuse_withdrawal_keys(session.spot_rest)
-    except Rejected as exc:
+    except (Rejected, Retryable, UnknownOutcome) as exc:
         if config.mode == "live":
             raise StartupRefused(f"the key's permissions could not be read: {exc.message}") from exc
         log.warning("permissions_unchecked", reason=exc.message)  # testnets have no /sapi

@@ -234,3 +234,33 @@ async def test_live_refuses_a_key_that_may_withdraw(
     assert code == 1
     assert "withdrawals" in capsys.readouterr().err
     assert placed == []
+
+
+@pytest.fixture(scope="module")
+def usdm_models_dir(tmp_path_factory: pytest.TempPathFactory, tapes: dict[str, Path]) -> Path:
+    out = tmp_path_factory.mktemp("usdm-models")
+    train_tiny_bundle(tapes["usdm_btcusdt"], out, threshold=0.2)
+    return out
+
+
+async def test_testnet_usdm_stops_on_the_algo_endpoint_and_journal_agrees(
+    tapes: dict[str, Path], usdm_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_sim_keys(monkeypatch, tmp_path)
+    tape = tapes["usdm_btcusdt"]
+    async with SimServer([tape], speed=100, trading=True) as sim:
+        config = sim_testnet_config(sim, tape, trading_overrides(usdm_models_dir))
+        await run_engine(sim, config, tmp_path / "journal.sqlite")
+        assert sim.trading is not None
+        orders = sim_orders(sim, spot=False)
+        algos = list(sim.trading.futures.algos.values())
+    intents, fills = journal_rows(tmp_path / "journal.sqlite")
+    assert intents and fills
+    stops = [r.intent.client_order_id for r in intents if "-sl" in r.intent.client_order_id]
+    assert stops and {a.client_algo_id for a in algos} >= set(stops)  # conditional: the algo path
+    assert max(Counter(a.client_algo_id for a in algos).values()) == 1
+    placed = Counter(o.client_order_id for o in orders if o.algo_id is None)
+    assert max(placed.values()) == 1
+    assert {r.intent.client_order_id for r in intents} == set(placed) | {a.client_algo_id for a in algos}
+    sim_fills = sorted((o.client_order_id, f.trade_id, f.price, f.qty) for o in orders for f in o.fills)
+    assert sorted((f.client_order_id, f.trade_id, f.price, f.quantity) for f in fills) == sim_fills
