@@ -97,6 +97,7 @@ class ExecutionConfig(_Frozen):
     # a position found unprotected at start-up gets a stop this far (percent) from the last price
     adopt_stop_pct: Annotated[float, Field(gt=0, le=50)] = 2.0
     max_entry_age_s: Annotated[float, Field(gt=0)] | None = 300.0  # stale entry orders cancelled
+    reconcile_interval_s: Annotated[float, Field(ge=0)] = 60.0  # openOrders vs ours; 0: off
 
 
 class EndpointsConfig(_Frozen):

@@ -117,7 +117,8 @@ def build_session(
     )
     venue = BinanceVenue(
         market, config.market.symbols, rest, manager, clock, queue,
-        BinanceVenueConfig(countdown_ms=int(execution.countdown_cancel_s * 1000)),
+        BinanceVenueConfig(countdown_ms=int(execution.countdown_cancel_s * 1000),
+                           reconcile_interval_s=execution.reconcile_interval_s),
     )
     venue_holder.append(venue)
     stream: FuturesUserStream | SpotUserStream

@@ -155,7 +155,7 @@ async def reconcile_orders(
             continue
         report.refreshed.append(cid)
     for symbol in symbols:
-        for body in await _venue_open_orders(rest, symbol):
+        for body in await venue_open_orders(rest, symbol):
             cid = str(body.get("clientOrderId") or body.get("clientAlgoId") or "")
             if manager.tracked(cid) is not None:
                 continue
@@ -176,7 +176,8 @@ async def reconcile_orders(
     return report
 
 
-async def _venue_open_orders(rest: BinanceRest, symbol: str) -> list[Mapping[str, Any]]:
+async def venue_open_orders(rest: BinanceRest, symbol: str) -> list[Mapping[str, Any]]:
+    """Return the venue's open orders of symbol (USDⓈ-M: plain and algo orders)."""
     if rest.market is Market.SPOT:
         return list(await rest.get("/api/v3/openOrders", {"symbol": symbol}, signed=True, weight=6))
     orders = list(await rest.get("/fapi/v1/openOrders", {"symbol": symbol}, signed=True, weight=1))

@@ -73,6 +73,8 @@ class BinanceVenueConfig:
     countdown_ms: int = 0  # USDⓈ-M dead-man switch per symbol; 0 leaves it off
     countdown_refresh_s: float = 20.0  # re-arm period (well inside countdown_ms)
     drain_timeout_s: float = 10.0
+    reconcile_interval_s: float = 60.0  # openOrders vs our view (§5.3 step 4); 0 turns it off
+    stale_check_s: float = 5.0  # how often entries older than the manager's max age are cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,9 @@ class BinanceVenue:
             tg.create_task(self._consume_user_stream(), name="user-events")
             if self.market is Market.USDM and self.config.countdown_ms > 0:
                 tg.create_task(self._keep_countdown(), name="countdown")
+            tg.create_task(self._age_out_entries(), name="stale-entries")
+            if self.config.reconcile_interval_s > 0:
+                tg.create_task(self._reconcile_periodically(), name="reconcile")
 
     async def _worker(self, symbol: str) -> None:
         queue = self._queues[symbol]
@@ -277,7 +282,9 @@ class BinanceVenue:
             await self.manager.submit(command.intent, command.ts_ms, journaled=True)
         elif isinstance(command, _SubmitList):
             await self.manager.submit_list(command.command, journaled=True)
-        elif self.manager.tracked(command.client_order_id) is None:
+        elif (tracked := self.manager.tracked(command.client_order_id)) is None or (
+            tracked.status is OrderStatus.REJECTED  # never reached the book: nothing to cancel
+        ):
             log.warning("cancel_unknown_order", symbol=command.symbol,
                         client_order_id=command.client_order_id)  # fmt: skip
         else:
@@ -331,6 +338,44 @@ class BinanceVenue:
 
         balances, positions = await read_account(self._rest)
         self.set_account(balances, positions)
+
+    async def _age_out_entries(self) -> None:
+        while True:
+            await self._clock.sleep(self.config.stale_check_s)
+            try:
+                await self.manager.cancel_stale()
+            except ExchangeError as exc:
+                log.warning("stale_cancel_failed", error=repr(exc))
+
+    async def _reconcile_periodically(self) -> None:
+        while True:
+            await self._clock.sleep(self.config.reconcile_interval_s)
+            try:
+                await self.reconcile_open_orders()
+            except ExchangeError as exc:
+                log.warning("reconcile_failed", error=repr(exc))
+
+    async def reconcile_open_orders(self) -> list[str]:
+        """Compare the venue's open orders with ours; query the ones that ended unseen.
+
+        Returns the client ids the venue lists that we do not track (placed by someone else).
+        """
+        from exchange.binance.startup import venue_open_orders
+
+        foreign: list[str] = []
+        for symbol in self._queues:
+            listed = await venue_open_orders(self._rest, symbol)
+            on_venue = {str(o.get("clientOrderId") or o.get("clientAlgoId") or "") for o in listed}
+            for tracked in self.manager.open_orders():
+                cid = tracked.intent.client_order_id
+                if tracked.intent.symbol == symbol and cid not in on_venue and tracked.status not in (
+                    OrderStatus.PENDING, OrderStatus.UNKNOWN
+                ):  # in flight or being reconciled by the manager: not ours to query here
+                    await self.manager.refresh(cid)
+            foreign += sorted(c for c in on_venue if self.manager.tracked(c) is None)
+        if foreign:
+            log.warning("foreign_open_orders", client_order_ids=foreign)
+        return foreign
 
     async def _keep_countdown(self) -> None:
         while True:
