@@ -154,10 +154,11 @@ def _check_libraries() -> Check:
 
 def _check_mode(ctx: _Context) -> None:
     mode = ctx.config.mode
-    if mode in ("testnet", "live"):
-        ctx.add("mode", Status.WARN,
-                f"{mode}: market data only - order execution on Binance is not built yet, no order is sent",
-                "use mode: paper to trade on the simulated venue with live data")
+    if mode == "testnet":
+        ctx.add("mode", Status.OK, "testnet: orders go to the configured Binance testnet")
+    elif mode == "live":
+        ctx.add("mode", Status.WARN, "live: REAL orders with real money (the unit must run `tickloop run --live`)",
+                "run a clean day on mode: testnet first")
     else:
         ctx.add("mode", Status.OK, f"{mode}: live market data, simulated venue" if mode == "paper" else mode)
 

@@ -236,7 +236,7 @@ async def test_good_live_set_up_with_safe_keys_is_ok_and_signs_correctly(
     config = write_config(tmp_path, fake.http, fake.ws, mode="live")
     checks = await run_doctor(config, env=env_of(keys), env_file=None)
     lines = "\n".join(c.line() for c in checks)
-    assert statuses(checks, "mode") == [Status.WARN]  # honest: no order reaches Binance yet
+    assert statuses(checks, "mode") == [Status.WARN]  # live: real money, a reminder of --live
     assert [c for c in checks if c.status is not Status.OK and c.name != "mode"] == [], lines
     assert statuses(checks, "permissions") == [Status.OK]
     assert statuses(checks, "account") == [Status.OK]
