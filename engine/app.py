@@ -323,7 +323,13 @@ class App:
     async def _start_binance(self, tg: asyncio.TaskGroup, http: aiohttp.ClientSession) -> list[asyncio.Task]:
         """Testnet/live: start the venue and user stream, reconcile, then trade (engine.live_start)."""
         from engine.config import load_secrets
-        from engine.live_start import binance_keys, build_session, protect_holdings, start_session
+        from engine.live_start import (
+            binance_keys,
+            build_session,
+            current_prices,
+            protect_holdings,
+            start_session,
+        )
 
         cfg = self.config
         assert self.journal is not None, "modes testnet and live journal every order"
@@ -336,6 +342,10 @@ class App:
         self.attach_trading(await fetch_exchange_info(cfg, http), venue=session.venue,
                             balances=balances, restore_fills=self.journal.fills())
         assert self.trading is not None
+        for symbol, price in (await current_prices(session.rest, cfg.market.symbols)).items():
+            self.trading.last_price[symbol] = price
+            self.trading.portfolio.mark(symbol, price)
+        self.trading.day_start_equity = self.trading.portfolio.start_equity = self.trading.portfolio.equity()
         session.venue.set_listener(self.trading.on_venue_events)
         protect_holdings(self.trading, session.venue, report, cfg.execution.adopt_stop_pct,
                          session.venue.now_ms)

@@ -157,6 +157,22 @@ async def start_session(
     return report
 
 
+async def current_prices(rest: BinanceRest, symbols: list[str] | tuple[str, ...]) -> dict[str, Decimal]:
+    """Return each symbol's mid price from a small depth snapshot (before any market event).
+
+    Start-up needs prices before the feed runs: a fresh stop is placed from the current price, and
+    equity values the account's base assets from the first second.
+    """
+    path = "/api/v3/depth" if rest.market is Market.SPOT else "/fapi/v1/depth"
+    prices = {}
+    for symbol in symbols:
+        body = await rest.get(path, {"symbol": symbol, "limit": 5}, weight=5)
+        bids, asks = body.get("bids") or [], body.get("asks") or []
+        if bids and asks:
+            prices[symbol] = (Decimal(str(bids[0][0])) + Decimal(str(asks[0][0]))) / 2
+    return prices
+
+
 def protect_holdings(
     loop: TradingLoop, venue: BinanceVenue, report: StartupReport, stop_pct: float, ts_ms: int
 ) -> list[str]:

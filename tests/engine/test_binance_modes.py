@@ -94,6 +94,8 @@ async def test_testnet_spot_journal_and_portfolio_agree_with_the_simulator(
                        for o in orders for f in o.fills)  # fmt: skip
     ours = sorted((f.client_order_id, f.trade_id, f.price, f.quantity, f.fee) for f in fills)
     assert ours == sim_fills
+    # the account's 10 BTC are valued from the first second (prices read before the feed starts)
+    assert app.trading.portfolio.start_equity > Decimal(1_500_000)  # type: ignore[union-attr]
     ledger = app.trading.portfolio.ledger  # type: ignore[union-attr]
     for asset in ("USDT", "BTC"):  # the engine's books equal the exchange's account
         assert ledger.get(asset) == sim_balances[asset].total, asset
