@@ -1,0 +1,73 @@
+"""Keys and URLs of modes testnet/live (engine/live_start.py), from the environment only."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine.config import ConfigError, load_secrets, parse_config
+from engine.live_start import KeysMissing, binance_keys, spot_ws_api_url
+
+
+def _pem(key: Ed25519PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def test_ed25519_key_file_from_the_environment_signs_verifiably(tmp_path: Path) -> None:
+    private = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "binance-ed25519.pem"
+    key_file.write_text(_pem(private), encoding="ascii")
+    secrets = load_secrets({"BINANCE_API_KEY": "edkey", "BINANCE_PRIVATE_KEY_FILE": str(key_file)}, None)
+    keys = binance_keys(secrets)
+    payload = b"symbol=BTCUSDT&side=BUY&timestamp=1"
+    signature = base64.b64decode(keys.signer.sign(payload))
+    private.public_key().verify(signature, payload)  # raises InvalidSignature if wrong
+    assert "BEGIN" not in repr(secrets) and "BEGIN" not in repr(keys)  # never printable
+
+
+def test_ed25519_key_text_wins_over_a_secret_and_hmac_is_the_fallback() -> None:
+    private = Ed25519PrivateKey.generate()
+    both = load_secrets({"BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s", "BINANCE_PRIVATE_KEY": _pem(private)}, None)
+    assert type(binance_keys(both).signer).__name__ == "Ed25519Signer"
+    hmac_only = load_secrets({"BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s"}, None)
+    # HMAC-SHA256 of b"a=1" under "s", computed by hand with hashlib
+    import hashlib
+    import hmac
+
+    assert binance_keys(hmac_only).signer.sign(b"a=1") == hmac.new(b"s", b"a=1", hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({}, "BINANCE_API_KEY is not set"), ({"BINANCE_API_KEY": "k"}, "set BINANCE_API_SECRET")],
+)
+def test_missing_keys_say_which(env: dict[str, str], message: str) -> None:
+    with pytest.raises(KeysMissing, match=message):
+        binance_keys(load_secrets(env, None))
+
+
+def test_unreadable_key_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_secrets({"BINANCE_API_KEY": "k", "BINANCE_PRIVATE_KEY_FILE": str(tmp_path / "absent.pem")}, None)
+    assert info.value.problems[0].startswith("BINANCE_PRIVATE_KEY_FILE: cannot read")
+
+
+@pytest.mark.parametrize(
+    ("spot", "url"),
+    [
+        ({}, "wss://ws-api.binance.com:443/ws-api/v3"),
+        ({"rest": "https://testnet.binance.vision", "ws": "wss://stream.testnet.binance.vision"},
+         "wss://ws-api.testnet.binance.vision/ws-api/v3"),
+        ({"rest": "http://127.0.0.1:8765", "ws": "ws://127.0.0.1:8765"}, "ws://127.0.0.1:8765/ws-api/v3"),
+        ({"rest": "http://127.0.0.1:1", "ws": "ws://127.0.0.1:1", "ws_api": "ws://127.0.0.1:2/x"}, "ws://127.0.0.1:2/x"),
+    ],
+)
+def test_spot_user_stream_url(spot: dict[str, str], url: str) -> None:
+    config = parse_config({"endpoints": {"spot": spot}} if spot else {})
+    assert spot_ws_api_url(config) == url
