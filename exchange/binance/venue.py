@@ -141,6 +141,8 @@ class BinanceVenue:
         self._busy: dict[str, bool] = {s: False for s in symbols}
         self._listener: EventListener | None = None
         self._early: list[OrderEvent] = []  # events before a listener was set (start-up)
+        # queued, not yet handed to the manager: they count as open (a halt must see them)
+        self._queued: dict[str, OrderIntent] = {}
         self._lists: dict[str, tuple[str, str]] = {}  # leg id -> (list id, other leg id)
         self._algo_of_order: dict[str, str] = {}  # triggered algo's order id -> client algo id
         self._balances: dict[str, Balance] = {}
@@ -176,6 +178,7 @@ class BinanceVenue:
     def submit(self, intent: OrderIntent, now_ms: int) -> list[OrderEvent]:
         """Queue an order (the caller journaled it); its events arrive through the listener."""
         self._queue(intent.symbol).put_nowait(_Submit(intent, now_ms))
+        self._queued[intent.client_order_id] = intent
         return []
 
     def submit_list(
@@ -187,6 +190,8 @@ class BinanceVenue:
         self._lists[second.client_order_id] = (list_client_order_id, first.client_order_id)
         command = SubmitOrderList(list_client_order_id, tuple(legs), now_ms)
         self._queue(first.symbol).put_nowait(_SubmitList(command))
+        for leg in legs:
+            self._queued[leg.client_order_id] = leg
         return []
 
     def cancel(self, symbol: str, client_order_id: str, now_ms: int) -> list[OrderEvent]:
@@ -210,8 +215,10 @@ class BinanceVenue:
 
     def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
         """Return the orders working (or possibly working) on the venue, as far as we know."""
-        return [_open_order(t) for t in self.manager.open_orders()
-                if symbol is None or t.intent.symbol == symbol]  # fmt: skip
+        queued = [OpenOrder(i.symbol, i.client_order_id, "", i.side, i.quantity, Decimal(0),
+                            OrderStatus.PENDING, i) for i in self._queued.values()]  # fmt: skip
+        working = [_open_order(t) for t in self.manager.open_orders()]
+        return [o for o in queued + working if symbol is None or o.symbol == symbol]
 
     def open_order_count(self, symbol: str | None = None) -> int:
         return len(self.open_orders(symbol))
@@ -278,6 +285,10 @@ class BinanceVenue:
                 self._busy[symbol] = not queue.empty()
 
     async def _send(self, command: _Command) -> None:
+        if isinstance(command, _Submit | _SubmitList):
+            legs = (command.intent,) if isinstance(command, _Submit) else command.command.orders
+            for leg in legs:  # from here on the manager tracks it (PENDING until answered)
+                self._queued.pop(leg.client_order_id, None)
         if isinstance(command, _Submit):
             await self.manager.submit(command.intent, command.ts_ms, journaled=True)
         elif isinstance(command, _SubmitList):
@@ -405,7 +416,7 @@ class BinanceVenue:
         if status is None or self.manager.tracked(update.client_algo_id) is None:
             return  # TRIGGERING/TRIGGERED/FINISHED: the order it became reports itself
         self.manager.apply(VenueOrder(
-            update.symbol, update.client_algo_id, f"algo:{update.algo_id}", status, update.side,
+            update.symbol, update.client_algo_id, str(update.algo_id), status, update.side,  # as REST says
             update.quantity, Decimal(0), update.ts_event_ms,
         ))  # fmt: skip
 

@@ -251,7 +251,8 @@ async def test_testnet_usdm_stops_on_the_algo_endpoint_and_journal_agrees(
     use_sim_keys(monkeypatch, tmp_path)
     tape = tapes["usdm_btcusdt"]
     async with SimServer([tape], speed=100, trading=True) as sim:
-        config = sim_testnet_config(sim, tape, trading_overrides(usdm_models_dir))
+        # exits 3 % away: the stops rest on the exchange (tight ones may be crossed before they rest)
+        config = sim_testnet_config(sim, tape, holding_overrides(usdm_models_dir))
         await run_engine(sim, config, tmp_path / "journal.sqlite")
         assert sim.trading is not None
         orders = sim_orders(sim, spot=False)

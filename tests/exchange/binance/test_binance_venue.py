@@ -112,6 +112,9 @@ def _submit(rig: Rig, intent: OrderIntent) -> None:
 async def test_commands_of_one_symbol_are_sent_in_order(spot: Rig) -> None:
     intent = _limit_far_below(spot, "tl-BTCUSDT-1-en")
     _submit(spot, intent)
+    # queued, not sent yet: it already counts as open (a halt must be able to cancel it)
+    assert [(o.client_order_id, o.status.value) for o in spot.session.venue.open_orders()] == [
+        (intent.client_order_id, "PENDING")]
     spot.session.venue.cancel("BTCUSDT", intent.client_order_id, 0)  # queued behind its placement
     assert await spot.session.venue.drain()
     kinds = [type(e).__name__ for e in spot.events]
