@@ -88,8 +88,8 @@ class ExecutionConfig(_Frozen):
 
     recv_window_ms: Annotated[int, Field(ge=1, le=60_000)] = 5000
     margin_type: Literal["ISOLATED", "CROSSED"] = "ISOLATED"  # USDⓈ-M, set per symbol at start
-    # USDⓈ-M dead-man switch: the exchange cancels a symbol's open orders (never its algo stops)
-    # when the engine stops re-arming it for this long; 0 turns it off
+    # USDⓈ-M dead-man switch: the exchange cancels a symbol's open orders when the engine stops
+    # re-arming it for this long; armed only while the symbol holds no position; 0 turns it off
     countdown_cancel_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
     # after an unknown outcome, wait this long for the user stream before querying the order
     user_stream_wait_s: Annotated[float, Field(ge=0, le=30)] = 2.0

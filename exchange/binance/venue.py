@@ -10,9 +10,10 @@ fill (by trade id) and terminal state exactly once, and reaches the loop through
 
 The user stream feeds the same fold. After a gap (`UserStreamGap` … `UserStreamLive`) every order
 we still think is working is queried by client id and the account is re-read, because Binance
-never replays user events. On USDⓈ-M the `countdownCancelAll` dead-man switch is re-armed per
-symbol while the engine lives, so a frozen engine's *entries* are cancelled by the exchange;
-protective stops are algo orders, which the countdown does not touch.
+never replays user events. On USDⓈ-M the `countdownCancelAll` dead-man switch is re-armed for each
+symbol that holds nothing while the engine lives, so a frozen engine's resting entries are
+cancelled by the exchange; it is disarmed while a position is open, so a protective stop never
+depends on it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from engine.orders import (
     OrderFilled,
     OrderIntent,
     OrderRejected,
+    OrderRole,
     OrderStatus,
     SubmitOrderList,
 )
@@ -388,15 +390,37 @@ class BinanceVenue:
             log.warning("foreign_open_orders", client_order_ids=foreign)
         return foreign
 
+    def _holds(self, symbol: str) -> bool:
+        """True while symbol has a position or protective orders working."""
+        position = self._positions.get(symbol)
+        return (position is not None and position.qty != 0) or any(
+            o.intent is not None and o.intent.role in _PROTECTIVE for o in self.open_orders(symbol)
+        )
+
     async def _keep_countdown(self) -> None:
+        # Armed only while a symbol holds nothing: a frozen engine's resting entries are then
+        # cancelled by the exchange. Whether the countdown also cancels conditional (algo) orders
+        # is not documented since their move to the algo service, so while a position is open the
+        # switch is disarmed: its protective stop must stay on the exchange whatever happens here.
+        armed: set[str] = set()
         while True:
             for symbol in self._queues:
+                holds = self._holds(symbol)
+                if holds and symbol not in armed:
+                    continue
+                countdown_ms = 0 if holds else self.config.countdown_ms
                 try:
                     await self._rest.post("/fapi/v1/countdownCancelAll",
-                                          {"symbol": symbol, "countdownTime": self.config.countdown_ms},
+                                          {"symbol": symbol, "countdownTime": countdown_ms},
                                           signed=True, weight=10)  # fmt: skip
                 except ExchangeError as exc:
                     log.warning("countdown_rearm_failed", symbol=symbol, error=repr(exc))
+                    continue
+                if holds:
+                    armed.discard(symbol)
+                    log.info("countdown_disarmed", symbol=symbol, reason="position protected")
+                else:
+                    armed.add(symbol)
             await self._clock.sleep(self.config.countdown_refresh_s)
 
     async def close(self) -> None:
@@ -447,6 +471,7 @@ class BinanceVenue:
         return queue
 
 
+_PROTECTIVE = frozenset({OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT, OrderRole.TRAILING_STOP})
 _DONE = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED,
                    OrderStatus.REJECTED, None})  # fmt: skip
 

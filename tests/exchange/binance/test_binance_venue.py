@@ -162,7 +162,8 @@ async def test_usdm_start_sets_one_way_mode_leverage_and_margin_and_arms_the_cou
         assert status == 200, body
 
     async for rig in _rig(tapes["usdm_btcusdt"], Market.USDM, tmp_path, stream=True, risk={"leverage": 3},
-                          venue_overrides={"countdown_ms": 60_000}, prepare=hedge_mode):
+                          venue_overrides={"countdown_ms": 60_000, "countdown_refresh_s": 0.05},
+                          prepare=hedge_mode):
         routes = rig.sim.trading.futures_routes  # type: ignore[union-attr]
         status, body = await rig.signed("GET", "/fapi/v1/positionSide/dual", {})
         assert (status, body) == (200, {"dualSidePosition": False})
@@ -172,5 +173,19 @@ async def test_usdm_start_sets_one_way_mode_leverage_and_margin_and_arms_the_cou
         assert rig.session.venue.stream_live
         balances = rig.session.venue.balances()
         assert balances["USDT"].total == rig.sim.trading.futures.venue.balances()["USDT"].total  # type: ignore[union-attr]
+        # a position with its stop: the switch is disarmed (the stop must not depend on it)
+        entry = OrderIntent(client_order_id="tl-BTCUSDT-5-en", symbol="BTCUSDT", side=Side.BUY,
+                            type=OrderType.MARKET, quantity=D("0.010"), role=OrderRole.ENTRY)  # fmt: skip
+        _submit(rig, entry)
+        assert await rig.session.venue.drain()
+        bids, _ = rig.sim.book_levels("BTCUSDT", depth=1)
+        stop = OrderIntent(client_order_id="tl-BTCUSDT-5-sl1", symbol="BTCUSDT", side=Side.SELL,
+                           type=OrderType.STOP_MARKET, quantity=D("0.010"), reduce_only=True,
+                           stop_price=(D(str(bids[0][0])) * D("0.95")).quantize(D("0.1")),
+                           role=OrderRole.STOP_LOSS)  # fmt: skip
+        _submit(rig, stop)
+        assert await rig.session.venue.drain()
+        await rig.wait_for(lambda: "BTCUSDT" not in routes.countdowns)
+        assert [a.client_algo_id for a in rig.sim.trading.futures.open_algos("BTCUSDT")] == [stop.client_order_id]  # type: ignore[union-attr]
         await rig.session.venue.close()  # a clean stop disarms the dead-man switch
         assert "BTCUSDT" not in routes.countdowns
