@@ -43,10 +43,19 @@ RowsClosed = Callable[["SymbolMarketData", int], None]
 class SymbolMarketData:
     """Book, sync, folder and ring buffers of one symbol."""
 
-    def __init__(self, symbol: str, market: Market, fold: FoldConfig, tick_size: object = None) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        market: Market,
+        fold: FoldConfig,
+        tick_size: object = None,
+        book_class: type[OrderBook] = OrderBook,
+    ) -> None:
         self.symbol = symbol
         self.market = market
-        self.book = OrderBook(symbol, tick_size)  # type: ignore[arg-type]
+        # exchange.book decides the class (compiled core when built); book_class is for
+        # benchmarks and tests that run the pure-Python reference side by side
+        self.book = book_class(symbol, tick_size)  # type: ignore[arg-type]
         self.sync = BookSync(symbol, market, self.book)
         self.rows = ColumnRing(ROW_COLUMNS, fold.rows_capacity)
         self.candles = ColumnRing(CANDLE_COLUMNS, fold.candles_capacity)
@@ -90,11 +99,14 @@ class MarketDataPipeline:
         on_rows_closed: RowsClosed | None = None,
         on_book_changed: Callable[[SymbolMarketData], None] | None = None,
         tick_sizes: dict[str, object] | None = None,
+        book_class: type[OrderBook] = OrderBook,
     ) -> None:
         self.market = market
         self.decoder = FrameDecoder(market)
         tick_sizes = tick_sizes or {}
-        self.symbols = {s: SymbolMarketData(s, market, fold, tick_sizes.get(s)) for s in symbols}
+        self.symbols = {
+            s: SymbolMarketData(s, market, fold, tick_sizes.get(s), book_class) for s in symbols
+        }
         self._request_snapshot = request_snapshot or (lambda _symbol: None)
         self._on_rows_closed = on_rows_closed
         self._on_book_changed = on_book_changed

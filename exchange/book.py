@@ -1,5 +1,10 @@
 """Order book of one symbol in integer ticks, with exact depth bands around mid in ~15 µs.
 
+`OrderBook` is the book the engine uses: the compiled core (exchange/_book_core.pyx, built by
+`pip install -e .`) when it is importable, else `PythonOrderBook` below, the reference
+implementation the core is tested against. `BOOK_IMPLEMENTATION` says which ("compiled" or
+"python"); this module is the one place that decides.
+
 Layout. Prices are integer ticks and quantities exact integers (qty * 10**qty_decimals), so
 nothing drifts however long the book lives. Both sides are stored the same way under a signed
 key: bids under +ticks, asks under -ticks, so "better" is always "larger key" and one code path
@@ -16,6 +21,10 @@ ticks-per-unit is an exact integer and `ticks / tpu == price` is an exact on-gri
 or quantity off the grid refines the grid (rare; everything is rebuilt) instead of being rounded
 into a neighbouring level. Sums are Python ints: no overflow whatever the quantities (meme coins);
 quantities beyond 2**53 units are taken as the float wire value gives them.
+
+Domain. Prices are wire prices: at most 8 decimals and 0 <= price * 1e8 < 2**53 (~90M). Setting
+a level outside raises ValueError (deleting one is a no-op); so do NaN or infinite prices and
+quantities. Both implementations share this domain exactly (keys always fit 54 bits).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import math
 from collections.abc import Iterator
 from decimal import Decimal
 from math import floor
+from typing import TYPE_CHECKING, Literal
 
 from engine.events import Levels
 
@@ -33,6 +43,7 @@ BANDS_BPS: tuple[int, int, int, int] = (30, 100, 300, 1000)
 _E8 = 10**8  # wire prices have at most 8 decimals
 _MAX_QTY_DECIMALS = 12
 _EXACT_UNITS = 2**53  # integers a float holds exactly
+_MAX_UNITS = 2**53 - 1  # wire prices: 0 <= price * 1e8 <= _MAX_UNITS (exchange/_book_core.pyx)
 _NO_LEVEL = -(1 << 80)  # key of the best level of an empty side (below any real key)
 _NAN4 = (math.nan, math.nan, math.nan, math.nan)
 
@@ -46,10 +57,24 @@ _BUCKETS_PER_SIDE = 1024
 class _Side:
     """One side of the book under signed keys (bids: +ticks, asks: -ticks)."""
 
-    __slots__ = ("above", "below", "best", "buckets", "count", "hi", "lo", "sign", "sums", "width")
+    __slots__ = (
+        "above",
+        "below",
+        "best",
+        "buckets",
+        "count",
+        "hi",
+        "lo",
+        "max_key",
+        "min_key",
+        "sign",
+        "sums",
+        "width",
+    )
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
+        self.set_domain(_E8)
         self.lo = 0
         self.width = 1
         self.count = 0  # number of buckets; 0 = no window yet
@@ -59,6 +84,12 @@ class _Side:
         self.below: dict[int, int] = {}  # keys < lo (worse than the window)
         self.above: dict[int, int] = {}  # keys >= lo + count * width (better than the window)
         self.best = _NO_LEVEL
+
+    def set_domain(self, te8: int) -> None:
+        """Keys of wire prices on a tick of te8: bids [0, max_ticks], asks [-max_ticks, 0]."""
+        max_ticks = _MAX_UNITS // te8
+        self.min_key = 0 if self.sign > 0 else -max_ticks
+        self.max_key = max_ticks if self.sign > 0 else 0
 
     def items(self) -> Iterator[tuple[int, int]]:
         """Yield every (key, qty_int) of this side, in no particular order."""
@@ -144,8 +175,11 @@ class _Side:
         return out
 
 
-class OrderBook:
-    """Local order book of one symbol: integer ticks, exact quantities, fast depth bands."""
+class PythonOrderBook:
+    """Local order book of one symbol: integer ticks, exact quantities, fast depth bands.
+
+    The reference implementation (pure Python); `OrderBook` is the compiled core when built.
+    """
 
     __slots__ = ("_asks", "_bids", "_qd", "_qs", "_te8", "_tpu", "symbol")
 
@@ -156,6 +190,8 @@ class OrderBook:
         qty_decimals: int | None = None,
     ) -> None:
         self.symbol = symbol
+        self._bids = _Side(1)
+        self._asks = _Side(-1)
         self._te8: int | None = None  # tick in units of 1e-8, always a divisor of 10**8
         self._tpu = 0.0  # ticks per unit of price (an exact integer as float)
         if tick_size is not None:
@@ -169,8 +205,6 @@ class OrderBook:
             if not 0 <= qty_decimals <= _MAX_QTY_DECIMALS:
                 raise ValueError(f"qty_decimals {qty_decimals} outside 0..{_MAX_QTY_DECIMALS}")
             self._set_qty_decimals(qty_decimals)
-        self._bids = _Side(1)
-        self._asks = _Side(-1)
 
     # ---------------------------------------------------------------- grid
 
@@ -186,6 +220,9 @@ class OrderBook:
     def _set_tick(self, te8: int) -> None:
         self._te8 = te8
         self._tpu = float(_E8 // te8)
+        # a finer grid multiplies keys, never prices: every stored key stays in the domain
+        self._bids.set_domain(te8)
+        self._asks.set_domain(te8)
 
     def _set_qty_decimals(self, qd: int) -> None:
         self._qd = qd
@@ -247,9 +284,12 @@ class OrderBook:
     def load_snapshot(self, bids: Levels, asks: Levels) -> None:
         """Replace the whole book with a snapshot (never merge: stale levels must not survive)."""
         self.clear()
-        self._infer_grid(bids)
-        self._infer_grid(asks)
-        self._rebuild([lv for lv in bids if lv[1] != 0.0], [lv for lv in asks if lv[1] != 0.0])
+        try:
+            self._infer_grid(bids)
+            self._infer_grid(asks)
+            self._rebuild([lv for lv in bids if lv[1] != 0.0], [lv for lv in asks if lv[1] != 0.0])
+        except OverflowError as exc:  # floor() of an infinity
+            raise ValueError(f"{self.symbol}: {exc}") from exc
 
     def apply(self, bids: Levels, asks: Levels) -> bool:
         """Set absolute quantities per price (0 deletes); return True if now crossed.
@@ -258,13 +298,16 @@ class OrderBook:
         (more than 8 price decimals, NaN); the book is then partly updated and must be resynced.
         The return value is `is_crossed()`, spared a call on the hot path.
         """
-        if self._te8 is None or self._qd < 0:
-            self._infer_grid(bids)
-            self._infer_grid(asks)
-        if bids:
-            self._apply_side(self._bids, bids)
-        if asks:
-            self._apply_side(self._asks, asks)
+        try:
+            if self._te8 is None or self._qd < 0:
+                self._infer_grid(bids)
+                self._infer_grid(asks)
+            if bids:
+                self._apply_side(self._bids, bids)
+            if asks:
+                self._apply_side(self._asks, asks)
+        except OverflowError as exc:  # floor() of an infinity
+            raise ValueError(f"{self.symbol}: {exc}") from exc
         b, a = self._bids, self._asks
         if not (b.lo <= b.best < b.hi or b.best == _NO_LEVEL) or not (
             a.lo <= a.best < a.hi or a.best == _NO_LEVEL
@@ -303,10 +346,17 @@ class OrderBook:
                         bucket[key] = n
                         sums[j] += n - old
                 elif j < 0:
+                    # below the window, the only place a key under the domain can land: the
+                    # window's lo is never below min_key (_recenter)
+                    if key < side.min_key:
+                        raise ValueError(f"{self.symbol}: price {price!r} outside the book")
                     side.below[key] = n
                 else:
                     side.above[key] = n
-                if key > best:  # noqa: PLR1730 (max() costs a call per level)
+                if key > best:  # not max(): a call per level costs more
+                    # only a new best can exceed the domain (best itself never does)
+                    if key > side.max_key:
+                        raise ValueError(f"{self.symbol}: price {price!r} outside the book")
                     best = key
             elif 0 <= j < count:
                 bucket = buckets[j]
@@ -351,7 +401,7 @@ class OrderBook:
         for side in (self._bids, self._asks):
             items = list(side.items())
             side.reset()
-            side.lo = side.sign * mid - mid * _WINDOW_WORSE_PCT // 100
+            side.lo = max(side.sign * mid - mid * _WINDOW_WORSE_PCT // 100, side.min_key)
             side.width = width
             side.count = count
             side.hi = side.lo + count * width
@@ -445,3 +495,27 @@ class OrderBook:
             f"OrderBook({self.symbol!r}, bid={self.best_bid()}, ask={self.best_ask()}, "
             f"levels={self.level_count('bid')}/{self.level_count('ask')})"
         )
+
+
+def _compiled_book() -> type | None:
+    """Return the compiled core's OrderBook when the extension is built and agrees on bands."""
+    try:
+        from exchange import _book_core
+    except ImportError:
+        return None
+    return _book_core.OrderBook if _book_core.BANDS_BPS == BANDS_BPS else None
+
+
+CompiledOrderBook: type | None = _compiled_book()
+"""exchange._book_core.OrderBook, or None when the extension is not importable."""
+
+if TYPE_CHECKING:
+    OrderBook = PythonOrderBook
+else:
+    OrderBook = CompiledOrderBook or PythonOrderBook
+"""The order book the engine builds: the compiled core when importable, else the reference."""
+
+BOOK_IMPLEMENTATION: Literal["compiled", "python"] = (
+    "compiled" if CompiledOrderBook is not None else "python"
+)
+"""Which implementation `OrderBook` is (printed by bench/ingest.py and `tickloop doctor`)."""
