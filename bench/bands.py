@@ -5,12 +5,15 @@
 The book is built from ../shared/data/binance-tapes/spot_btcusdt_20240808.gz the way the engine
 builds it (FrameDecoder -> BookSync -> OrderBook: REST snapshot, then ~3,450 diffs).
 
-* figure: `OrderBook.depth_bands()` per call (bid and ask, 30/100/300/1000 bps, exact);
+* figure: `OrderBook.depth_bands()` per call (bid and ask, 30/100/300/1000 bps, exact) of the
+  book the engine uses (`exchange.book.BOOK_IMPLEMENTATION`: the compiled core when built),
+  next to the pure-Python reference book (`PythonOrderBook`) in the same run;
 * baseline "numpy scan of all levels": the same levels kept as plain dicts {price: qty} per
   side (the fastest book to update), each call turning them into arrays and summing masks;
   also shown: the scan alone with the arrays already built (a lower bound for that approach).
-Goal: <= 50 µs per call. Also reported, same run: level updates per second of OrderBook.apply
-against a plain dict of float levels (the update cost of the structure), and the book's memory.
+Goal: <= 50 µs per call, for each book. Also reported, same run: level updates per second of
+apply() against a plain dict of float levels (the update cost of the structure), and each book's
+memory (tracemalloc; the compiled core allocates through PyMem, which it traces).
 Writes bench/results/bands.json.
 """
 
@@ -32,7 +35,7 @@ from engine.model import Market
 from engine.tape import read_tape
 from exchange.binance.parse import FrameDecoder
 from exchange.binance.sync import BookSync
-from exchange.book import BANDS_BPS, OrderBook
+from exchange.book import BANDS_BPS, BOOK_IMPLEMENTATION, OrderBook, PythonOrderBook
 
 TAPE = ROOT.parent / "shared" / "data" / "binance-tapes" / "spot_btcusdt_20240808.gz"
 GOAL_US = 50.0
@@ -54,8 +57,8 @@ def load_events() -> list[DepthDiff | DepthSnapshot]:
     return events
 
 
-def build_book(events: list[DepthDiff | DepthSnapshot]) -> BookSync:
-    sync = BookSync("BTCUSDT", Market.SPOT, OrderBook("BTCUSDT"))
+def build_book(events: list[DepthDiff | DepthSnapshot], book_class: type = OrderBook) -> BookSync:
+    sync = BookSync("BTCUSDT", Market.SPOT, book_class("BTCUSDT"))
     for event in events:
         if isinstance(event, DepthSnapshot):
             sync.on_snapshot(event)
@@ -100,13 +103,56 @@ def best_seconds(fn, repeats: int = 7) -> float:
     return best
 
 
+def measure_book(book_class: type, events: list[DepthDiff | DepthSnapshot]) -> dict:
+    """Bands per call, level updates per second and memory of one book implementation."""
+    book = build_book(events, book_class).book
+    t_bands = per_call_us(book.depth_bands)
+    snap = next(e for e in events if isinstance(e, DepthSnapshot))
+    diffs = [
+        e for e in events if isinstance(e, DepthDiff) and e.final_update_id > snap.last_update_id
+    ]
+    n_levels = sum(len(d.bids) + len(d.asks) for d in diffs)
+
+    def replay() -> object:
+        b = book_class("BTCUSDT")
+        b.load_snapshot(snap.bids, snap.asks)
+        for d in diffs:
+            b.apply(d.bids, d.asks)
+        return b
+
+    def load_only() -> None:
+        book_class("BTCUSDT").load_snapshot(snap.bids, snap.asks)
+
+    t_apply = best_seconds(replay) - best_seconds(load_only)
+    tracemalloc.start()
+    kept = replay()
+    book_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return {
+        "book": book,
+        "us_per_call": t_bands,
+        "met": t_bands <= GOAL_US,
+        "updates_per_s": n_levels / t_apply,
+        "apply_seconds": t_apply,
+        "book_memory_kb": book_bytes / 1024,
+        "n_diffs": len(diffs),
+        "n_levels": n_levels,
+    }
+
+
 def main() -> None:
     events = load_events()
-    sync = build_book(events)
-    book = sync.book
+    books = {"python": PythonOrderBook}
+    if OrderBook is not PythonOrderBook:
+        books["compiled"] = OrderBook
+    figures = {key: measure_book(cls, events) for key, cls in books.items()}
+    engine = figures[BOOK_IMPLEMENTATION]
+    book = engine["book"]
     bids = dict(book.levels("bid"))
     asks = dict(book.levels("ask"))
     ours = book.depth_bands()
+    assert all(f["book"].depth_bands() == ours for f in figures.values()), "books disagree"
     base = numpy_bands(bids, asks)
     worst_rel = max(
         abs(a - b) / max(abs(a), 1e-300)
@@ -116,26 +162,15 @@ def main() -> None:
         np.fromiter(d, np.float64, len(d))
         for d in (bids.keys(), bids.values(), asks.keys(), asks.values())
     )
-    t_ours = per_call_us(book.depth_bands)
+    t_ours = engine["us_per_call"]
     t_base = per_call_us(lambda: numpy_bands(bids, asks), calls=500)
     t_scan = per_call_us(lambda: numpy_scan(*arrays), calls=500)
 
-    # Update cost of the structure, same diffs: OrderBook.apply vs a plain dict of float levels.
+    # Update cost of the structure, same diffs: apply() vs a plain dict of float levels.
     snap = next(e for e in events if isinstance(e, DepthSnapshot))
     diffs = [
         e for e in events if isinstance(e, DepthDiff) and e.final_update_id > snap.last_update_id
     ]
-    n_levels = sum(len(d.bids) + len(d.asks) for d in diffs)
-
-    def replay_ours() -> OrderBook:
-        b = OrderBook("BTCUSDT")
-        b.load_snapshot(snap.bids, snap.asks)
-        for d in diffs:
-            b.apply(d.bids, d.asks)
-        return b
-
-    def load_only() -> None:
-        OrderBook("BTCUSDT").load_snapshot(snap.bids, snap.asks)
 
     def replay_dict() -> None:
         b = dict(snap.bids)
@@ -152,45 +187,58 @@ def main() -> None:
                 else:
                     a.pop(p, None)
 
-    t_apply = best_seconds(replay_ours) - best_seconds(load_only)
     t_dict = best_seconds(replay_dict)
+    n_levels = engine["n_levels"]
 
-    tracemalloc.start()
-    kept = replay_ours()
-    book_bytes = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-
+    per_book = {
+        key: {
+            "us_per_call": f["us_per_call"],
+            "met": f["met"],
+            "updates_per_s": f["updates_per_s"],
+            "update_cost_ratio_vs_plain_dict": f["apply_seconds"] / t_dict,
+            "book_memory_kb": f["book_memory_kb"],
+        }
+        for key, f in figures.items()
+    }
     result = {
         "book_levels": {"bid": book.level_count("bid"), "ask": book.level_count("ask")},
+        "book_implementation": BOOK_IMPLEMENTATION,
         "figure_us_per_call": t_ours,
         "baseline": "numpy scan of all levels (level dicts -> arrays -> masked sums)",
         "baseline_us_per_call": t_base,
         "ratio": t_base / t_ours,
         "scan_only_prebuilt_arrays_us": t_scan,
         "goal_us": GOAL_US,
-        "met": t_ours <= GOAL_US,
+        "met": all(f["met"] for f in figures.values()),
         "max_relative_difference_vs_baseline": worst_rel,
-        "updates_per_s_ours": n_levels / t_apply,
+        "updates_per_s_ours": engine["updates_per_s"],
         "updates_per_s_plain_dict": n_levels / t_dict,
-        "update_cost_ratio": t_apply / t_dict,
-        "book_memory_kb": book_bytes / 1024,
+        "update_cost_ratio": engine["apply_seconds"] / t_dict,
+        "book_memory_kb": engine["book_memory_kb"],
+        "compiled": per_book.get("compiled"),
+        "python": per_book["python"],
     }
-    del kept
     print(
-        f"book: spot BTCUSDT after {len(diffs)} diffs, "
-        f"{result['book_levels']['bid']} bid / {result['book_levels']['ask']} ask levels"
+        f"book: spot BTCUSDT after {engine['n_diffs']} diffs, "
+        f"{result['book_levels']['bid']} bid / {result['book_levels']['ask']} ask levels;"
+        f" the engine uses the {BOOK_IMPLEMENTATION} book"
     )
-    print(f"depth_bands()               : {t_ours:8.1f} µs/call")
-    print(f"baseline numpy scan (dicts) : {t_base:8.1f} µs/call   ratio x{t_base / t_ours:.1f}")
-    print(f"numpy scan, arrays prebuilt : {t_scan:8.1f} µs/call   (lower bound of that approach)")
-    print(f"goal <= {GOAL_US:.0f} µs              : met: {result['met']}")
+    for key, f in per_book.items():
+        print(
+            f"depth_bands(), {key + ' book':13s}: {f['us_per_call']:8.1f} µs/call"
+            f"   ratio vs numpy x{t_base / f['us_per_call']:.1f}"
+            f"   goal <= {GOAL_US:.0f} µs met: {f['met']}"
+        )
+    print(f"baseline numpy scan (dicts)  : {t_base:8.1f} µs/call")
+    print(f"numpy scan, arrays prebuilt  : {t_scan:8.1f} µs/call   (lower bound of that approach)")
     print(f"bands agree with the float baseline to {worst_rel:.1e} (ours are exact)")
-    print(
-        f"level updates               : {result['updates_per_s_ours'] / 1e6:.2f} M/s"
-        f"   plain dict {result['updates_per_s_plain_dict'] / 1e6:.2f} M/s"
-        f"   (x{result['update_cost_ratio']:.1f} the cost per update)"
-    )
-    print(f"book memory                 : {result['book_memory_kb']:.0f} KB")
+    for key, f in per_book.items():
+        print(
+            f"level updates, {key + ' book':13s}: {f['updates_per_s'] / 1e6:.2f} M/s"
+            f"   plain dict {n_levels / t_dict / 1e6:.2f} M/s"
+            f"   (x{f['update_cost_ratio_vs_plain_dict']:.1f} the cost per update)"
+            f"   memory {f['book_memory_kb']:.0f} KB"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bands.json").write_text(json.dumps(result, indent=2))
