@@ -274,13 +274,15 @@ class OrderManager:
         An order found is adopted; one still absent recvWindow + margin after this call can no
         longer appear (its timestamp is too old) and is reported OrderRejected("NOT_PLACED").
         """
+        # Whatever a previous process sent, it sent before this call: one deadline for them all
+        # (waiting recvWindow + margin per intent made a restart with n of them n times slower).
+        started_ns = self._clock.monotonic_ns()
         for record in self._journal.unknown_intents():
             intent = record.intent
             algo = self.market is Market.USDM and order_request(self.market, intent).is_algo
-            now_ns = self._clock.monotonic_ns()
-            tracked = TrackedOrder(intent, algo, now_ns, OrderStatus.UNKNOWN, sends=1)
+            tracked = TrackedOrder(intent, algo, started_ns, OrderStatus.UNKNOWN, sends=1)
             self._orders[intent.client_order_id] = tracked
-            if await self._lookup(tracked, now_ns, landed=False) is Lookup.ABSENT:
+            if await self._lookup(tracked, started_ns, landed=False) is Lookup.ABSENT:
                 log.warning("order_never_placed", client_order_id=intent.client_order_id)
                 reason = Rejected(RejectReason.OTHER, "absent after an unknown outcome")
                 self._emit_reject(tracked, reason, ts_ms, "NOT_PLACED")
