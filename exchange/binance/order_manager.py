@@ -228,16 +228,30 @@ class OrderManager:
         tracked = self._orders[client_order_id]
         intent = tracked.intent
         request = cancel_request(self.market, intent.symbol, client_order_id, tracked.algo)
-        try:
-            body = await self._call(request)
-        except Rejected as exc:
-            if exc.reason not in (RejectReason.ORDER_NOT_OPEN, *_ABSENT_REASONS):
-                raise
-            await self.refresh(client_order_id)
-            return tracked.status
-        except (UnknownOutcome, Retryable):
-            await self.refresh(client_order_id)
-            return tracked.status
+        attempts = 0
+        while True:
+            try:
+                body = await self._call(request)
+                break
+            except Rejected as exc:
+                if exc.reason not in (RejectReason.ORDER_NOT_OPEN, *_ABSENT_REASONS):
+                    raise
+                await self.refresh(client_order_id)
+                return tracked.status
+            except (UnknownOutcome, Retryable) as exc:
+                # A cancel may be sent again (a second one for a closed order is -2011): keep
+                # asking until the venue says the order is closed, or a person must decide.
+                attempts += 1
+                if isinstance(exc, UnknownOutcome) or attempts > self._config.max_send_retries:
+                    await self.refresh(client_order_id)
+                    if tracked.status not in _WORKING or attempts > self._config.max_send_retries:
+                        if tracked.status in _WORKING:
+                            log.error("order_cancel_failed", client_order_id=client_order_id,
+                                      status=tracked.status.value, error=repr(exc))  # fmt: skip
+                        return tracked.status
+                log.warning("order_cancel_retry", client_order_id=client_order_id, error=repr(exc))
+                if isinstance(exc, Retryable) and not exc.resync_clock:
+                    await self._clock.sleep(exc.retry_after_s or self._config.query_backoff_s)
         if tracked.algo:
             await self.refresh(client_order_id)
         else:
