@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -55,12 +55,15 @@ from exchange.binance.user_events import (
     account_outputs,
 )
 from exchange.binance.userstream import UserStreamGap, UserStreamItem, UserStreamLive
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, Retryable, UnknownOutcome
 
 log = structlog.get_logger("tickloop.binance.venue")
 
 EventListener = Callable[[list[OrderEvent]], None]
 _STATUS = {s.value: s for s in OrderStatus}
+_RECONCILE_ATTEMPTS = 6
+_RECONCILE_BACKOFF_S = 0.2
+_RECONCILE_BACKOFF_MAX_S = 5.0
 _ALGO_STATUS = {
     "NEW": OrderStatus.NEW,
     "CANCELED": OrderStatus.CANCELED,
@@ -340,10 +343,27 @@ class BinanceVenue:
         """Query every order we think may be working; return how many were queried."""
         working = self.manager.open_orders()
         for tracked in working:
-            await self.manager.refresh(tracked.intent.client_order_id)
-        await self.refresh_account()
+            cid = tracked.intent.client_order_id
+            await self._persist(lambda cid=cid: self.manager.refresh(cid))  # type: ignore[misc]
+        await self._persist(self.refresh_account)
         log.info("reconciled_after_gap", orders=len(working))
         return len(working)
+
+    async def _persist(self, call: Callable[[], Awaitable[Any]]) -> None:
+        # Binance never replays user events: a reconciliation given up after one 429/5xx
+        # loses whatever happened during the gap for good.
+        delay_s = _RECONCILE_BACKOFF_S
+        for attempt in range(1, _RECONCILE_ATTEMPTS + 1):
+            try:
+                await call()
+                return
+            except (Retryable, UnknownOutcome) as exc:
+                if attempt == _RECONCILE_ATTEMPTS:
+                    raise
+                log.warning("reconcile_retry", attempt=attempt, error=repr(exc))
+                wait_s = exc.retry_after_s if isinstance(exc, Retryable) else None
+                await self._clock.sleep(wait_s or delay_s)
+                delay_s = min(delay_s * 2, _RECONCILE_BACKOFF_MAX_S)
 
     async def refresh_account(self) -> None:
         """Re-read balances and positions by REST."""
