@@ -727,6 +727,51 @@ cdef class OrderBook:
             f"levels={self.level_count('bid')}/{self.level_count('ask')})"
         )
 
+    def __reduce__(self):
+        """Pickle (and copy) as symbol, grid and exact (key, units) levels; rebuild the window."""
+        return (
+            _restore,
+            (self.symbol, self._te8, self._qd, _raw(&self._bids), _raw(&self._asks)),
+        )
+
+    cdef int _load_raw(self, list bids, list asks) except -1:
+        """Refill from best-first (key, units) lists taken by _raw on the same grid."""
+        cdef int64_t b = bids[0][0] if bids else _NO_LEVEL, a = asks[0][0] if asks else _NO_LEVEL
+        cdef int64_t mid, count
+        cdef int shift
+        _reset(&self._bids)
+        _reset(&self._asks)
+        if _geometry(b, a, &mid, &shift, &count):
+            _open_window(&self._bids, mid, shift, count)
+            _open_window(&self._asks, mid, shift, count)
+        for key, units in bids:
+            _set(&self._bids, key, units)
+        for key, units in asks:
+            _set(&self._asks, key, units)
+        self._bids.best = b
+        self._asks.best = a
+        return 0
+
+
+def _restore(symbol, int64_t te8, int qd, list bids, list asks):
+    """Rebuild a pickled OrderBook (see OrderBook.__reduce__)."""
+    cdef OrderBook book = OrderBook(symbol)
+    if te8:
+        book._set_tick(te8)
+    if qd >= 0:
+        book._set_qty_decimals(qd)
+    book._load_raw(bids, asks)
+    return book
+
+
+cdef list _raw(const Side* s):
+    cdef int64_t n, i
+    cdef Level* levels = _export(s, &n)
+    try:
+        return [(levels[i].key, levels[i].units) for i in range(n)]
+    finally:
+        PyMem_Free(levels)
+
 
 # ------------------------------------------------------------------ helpers
 

@@ -9,7 +9,9 @@ extreme prices and quantities, and through the whole market-data pipeline (rows 
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
@@ -172,6 +174,11 @@ def test_tape_books_equal_after_every_event(tapes, compiled, name, market) -> No
     assert applied > 3000 and resyncs >= 2
     assert_equal_books(got, ref)
     assert got.level_count("bid") == len(model["bid"]) and not got.is_crossed()
+    # a pickled or copied book is the same book (grid, levels, bands) and stays independent
+    for twin in (pickle.loads(pickle.dumps(got)), copy.deepcopy(got)):
+        assert_equal_books(twin, ref)
+        twin.clear()
+    assert_equal_books(got, ref)
 
 
 def test_compiled_book_memory_is_below_the_reference(tapes, compiled) -> None:
@@ -323,6 +330,7 @@ def test_random_sequences_equal_the_reference(compiled, scenario) -> None:
             got.clear()
             ref.clear()
         assert_equal_books(got, ref)
+    assert_equal_books(pickle.loads(pickle.dumps(got)), ref)
 
 
 @pytest.mark.parametrize("qty_decimals", [None, 0, 8, 12])
