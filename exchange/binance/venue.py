@@ -55,7 +55,7 @@ from exchange.binance.user_events import (
     account_outputs,
 )
 from exchange.binance.userstream import UserStreamGap, UserStreamItem, UserStreamLive
-from exchange.errors import ExchangeError, Retryable, UnknownOutcome
+from exchange.errors import ExchangeError, Rejected, Retryable, UnknownOutcome
 
 log = structlog.get_logger("tickloop.binance.venue")
 
@@ -341,10 +341,16 @@ class BinanceVenue:
 
     async def reconcile_working(self) -> int:
         """Query every order we think may be working; return how many were queried."""
-        working = self.manager.open_orders()
+        # In flight (PENDING) or being settled (UNKNOWN): the manager's placement path owns them,
+        # and the venue may not know them yet (-2013), as in reconcile_open_orders.
+        working = [t for t in self.manager.open_orders()
+                   if t.status not in (OrderStatus.PENDING, OrderStatus.UNKNOWN)]  # fmt: skip
         for tracked in working:
             cid = tracked.intent.client_order_id
-            await self._persist(lambda cid=cid: self.manager.refresh(cid))  # type: ignore[misc]
+            try:
+                await self._persist(lambda cid=cid: self.manager.refresh(cid))  # type: ignore[misc]
+            except Rejected as exc:  # one order the venue refuses to show must not stop the rest
+                log.warning("reconcile_order_failed", client_order_id=cid, error=repr(exc))
         await self._persist(self.refresh_account)
         log.info("reconciled_after_gap", orders=len(working))
         return len(working)
