@@ -49,19 +49,32 @@ class RateLimit:
 
 
 def rate_limits_from_exchange_info(info: Mapping[str, Any]) -> tuple[RateLimit, ...]:
-    """Return the rate limits an exchangeInfo body declares (unknown intervals are skipped)."""
+    """Return the rate limits an exchangeInfo body declares (unknown intervals are skipped).
+
+    Raise ValueError (TypeError for a wrong JSON type) for an entry that is not a usable limit:
+    a budget of 0 or a window of 0 would refuse every request or divide by zero on it.
+    """
+    entries = info.get("rateLimits", [])
+    if not isinstance(entries, list):
+        raise TypeError(f"rateLimits is not a list: {entries!r:.100}")
     limits = []
-    for entry in info.get("rateLimits", []):
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"rateLimits entry is not an object: {entry!r:.100}")
         if entry.get("interval") not in INTERVAL_MS:
             continue
-        limits.append(
-            RateLimit(
+        try:
+            limit = RateLimit(
                 kind=str(entry["rateLimitType"]),
                 interval=str(entry["interval"]),
                 interval_num=int(entry["intervalNum"]),
                 limit=int(entry["limit"]),
             )
-        )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"unusable rateLimits entry {entry!r:.200}: {exc!r}") from None
+        if limit.interval_num < 1 or limit.limit < 1:
+            raise ValueError(f"unusable rateLimits entry {entry!r:.200}")
+        limits.append(limit)
     return tuple(limits)
 
 
@@ -221,7 +234,8 @@ class RateLimiter:
         for budget in self._budgets:
             prefix = _HEADER_PREFIX.get(budget.limit.kind)
             text = lowered.get(f"{prefix}{budget.limit.header_suffix}") if prefix else None
-            if text is None or not text.strip().isdigit():
+            text = text.strip() if text is not None else ""
+            if not (text.isascii() and text.isdigit()):  # "²".isdigit() too, but int() refuses it
                 continue
             interval_ms = budget.limit.interval_ms
             window = now_ms // interval_ms

@@ -14,6 +14,7 @@ once more, an order is not (the caller decides, with the Retryable in hand).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from exchange.binance.auth import (
 )
 from exchange.binance.errors import classify
 from exchange.binance.urls import BinanceEndpoints
-from exchange.errors import AuthFailed, ExchangeError, Retryable, SentRequest
+from exchange.errors import AuthFailed, ExchangeError, Fatal, Retryable, SentRequest
 from exchange.ratelimit import RateLimiter, rate_limits_from_exchange_info
 
 log = structlog.get_logger("tickloop.binance.rest")
@@ -106,7 +107,11 @@ class BinanceRest:
             EXCHANGE_INFO_PATH[self.market], weight=EXCHANGE_INFO_WEIGHT[self.market]
         )
         if isinstance(body, dict):
-            self.limiter.configure(rate_limits_from_exchange_info(body))
+            try:
+                limits = rate_limits_from_exchange_info(body)
+            except (TypeError, ValueError) as exc:  # budgets from it would refuse every request
+                raise Fatal(f"exchangeInfo: {exc}", status=200) from None
+            self.limiter.configure(limits)
         return body
 
     async def get(
@@ -241,8 +246,14 @@ class BinanceRest:
             url = URL(self._base + path + (f"?{query}" if query else ""), encoded=True)
             try:
                 async with asyncio.timeout(self._timeout_s):
+                    # never follow a redirect: it would carry the API key and a signed order
+                    # to whatever host Location names, and read that host's answer as ours
                     async with self._http.request(
-                        method, url, data=body.encode() if body else None, headers=headers
+                        method,
+                        url,
+                        data=body.encode() if body else None,
+                        headers=headers,
+                        allow_redirects=False,
                     ) as response:
                         response_headers = response.headers
                         status = response.status
@@ -331,6 +342,8 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
     if text is None:
         return None
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         return None  # an HTTP-date: Binance sends seconds; fall back to the default block
+    # "inf" or "1e400" would overflow the block's deadline; "nan" compares false everywhere
+    return max(0.0, seconds) if math.isfinite(seconds) else None
