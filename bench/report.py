@@ -28,6 +28,7 @@ rows marked "from last test run".
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -118,11 +119,11 @@ def _suffix_keys(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
 
 def is_cost(unit: str) -> bool | None:
     """True for a time per operation (lower is better), False for a rate, None when neither."""
-    head = unit.strip().split(" ")[0].split("/")[0].lower()
-    if head in ("µs", "us", "ms", "ns", "s"):
-        return True
-    if unit.strip().lower().startswith(("msg/s", "x real time", "x realtime", "ops/s", "rows/s")):
+    text = unit.strip().lower()
+    if re.match(r"(msg|ops|rows|frames|orders)/s\b|x real ?time\b", text):
         return False
+    if re.match(r"(µs|us|ms|ns|s)\b", text):
+        return True
     return None
 
 

@@ -18,6 +18,8 @@ ROW_KEYS = {"benchmark", "figure", "value", "unit", "baseline", "baseline_value"
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run bench/run with no test-run files (bench/results/fuzz.json of this checkout ignored)."""
+    args = (*args, "--test-results-dir", str(cwd / "no-test-results"))
     env = os.environ.copy()
     env.pop("TICKLOOP_BENCH_RESULTS", None)
     return subprocess.run([sys.executable, str(RUN), *args], check=False, capture_output=True, text=True,
@@ -74,11 +76,10 @@ def test_a_crash_or_a_missing_json_fails_the_run_but_the_report_is_written(tmp_p
         )
         (benches / name).write_text(text + guard, encoding="utf-8")
     out = tmp_path / "results"
-    proc = run("--bench-dir", str(benches), "--results-dir", str(out))
+    proc = run("--bench-dir", str(benches), "--results-dir", str(out), cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    # (rows "from last test run" may follow: bench/results/fuzz.json of this checkout)
-    assert [row["benchmark"] for row in doc["rows"] if row["source"] == "this run"] == ["ok"]
+    assert [row["benchmark"] for row in doc["rows"]] == ["ok"]
     assert doc["rows"][0]["ratio"] == 4.0 and doc["rows"][0]["met"] is True
     assert sorted(doc["crashed"]) == ["crash", "silent"]
     assert (
@@ -102,9 +103,30 @@ def test_unmet_goal_still_exits_0_and_unknown_names_exit_2(tmp_path: Path) -> No
         encoding="utf-8",
     )
     out = tmp_path / "results"
-    proc = run("--bench-dir", str(benches), "--results-dir", str(out))
+    proc = run("--bench-dir", str(benches), "--results-dir", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "report.json").read_text())["summary"]
     assert summary["all_met"] is False and summary["unmet"] == ["slow"]
-    bad = run("--bench-dir", str(benches), "--results-dir", str(out), "--only", "nosuch")
+    bad = run(
+        "--bench-dir", str(benches), "--results-dir", str(out), "--only", "nosuch", cwd=tmp_path
+    )
     assert bad.returncode == 2 and "unknown bench nosuch" in bad.stderr
+
+
+def test_test_run_files_become_marked_rows(tmp_path: Path) -> None:
+    benches, tests = tmp_path / "benches", tmp_path / "no-test-results"
+    benches.mkdir()
+    tests.mkdir()
+    fuzz = {"profile": "ci", "seconds": 2.0, "suites": {"book": {"examples": 40}}}
+    soak = STANDARD | {"figure": "invariant violations", "value": 1.0, "unit": "violations",
+                       "goal": "0 violations", "met": False}  # fmt: skip
+    (tests / "fuzz.json").write_text(json.dumps(fuzz))
+    (tests / "soak.json").write_text(json.dumps(soak))
+    out = tmp_path / "results"
+    proc = run("--bench-dir", str(benches), "--results-dir", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((out / "report.json").read_text())
+    rows = {row["benchmark"]: row for row in doc["rows"]}
+    assert rows["fuzz.book"]["value"] == 40 and rows["fuzz.book"]["source"] == "from last test run"
+    assert rows["soak"]["met"] is False and doc["summary"]["unmet"] == ["soak"]
+    assert any(line.startswith("fuzz.book *") for line in proc.stdout.splitlines())

@@ -55,7 +55,9 @@ FAST_SET = {  # a per-second feature set that warms in 20 rows, so the model tra
                     "windows": [5, 20], "stats": ["mean", "std", "slope"]}],
 }  # fmt: skip
 LINE_LIMIT = 1 << 24  # a DEBUG log line may be long
-LIMIT_S = float(os.environ.get('TICKLOOP_TEST_LIMIT_S', 120))  # safety limit on any one process (not a timing assertion)
+LIMIT_S = float(
+    os.environ.get("TICKLOOP_TEST_LIMIT_S", "120")
+)  # safety limit on any one process (not a timing assertion)
 
 
 def _alnum(n: int) -> str:
@@ -165,11 +167,17 @@ class Session:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
-def base_config(where: Where, name: str, mode: str, telegram_api: str, models_dir: Path) -> dict[str, Any]:
+def base_config(
+    where: Where, name: str, mode: str, telegram_api: str, models_dir: Path
+) -> dict[str, Any]:
     """Everything that writes an artifact switched on."""
     return {
         "mode": mode,
@@ -224,7 +232,9 @@ def engine_env(session_secrets: SessionSecrets | None) -> dict[str, str]:
     return env
 
 
-async def _read_lines(stream: asyncio.StreamReader, sink: list[str], on_line: Callable[[str], None]) -> None:
+async def _read_lines(
+    stream: asyncio.StreamReader, sink: list[str], on_line: Callable[[str], None]
+) -> None:
     while line := await stream.readline():
         text = line.decode("utf-8", "replace")
         sink.append(text)
@@ -337,7 +347,9 @@ async def _talk_to_telegram(fake: FakeTelegram, pollers: int) -> None:
                     and r.status == 200) >= pollers, limit_s=LIMIT_S)  # fmt: skip
     fake.push_message(STRANGER, "/balance")
     fake.push_message(CHAT, "/status")
-    await fake.wait_for(lambda: any(t.startswith("mode ") for t in fake.sent(CHAT)), limit_s=LIMIT_S)
+    await fake.wait_for(
+        lambda: any(t.startswith("mode ") for t in fake.sent(CHAT)), limit_s=LIMIT_S
+    )
 
 
 async def _conduct(engines: list[Engine], sim: SimServer, fake: FakeTelegram) -> None:
@@ -379,7 +391,9 @@ def key_use_recorder(api_key: str, seen: KeyUse) -> Any:
         if request.headers.get("X-MBX-APIKEY") == api_key:
             what = f"{request.method} {request.path}"
             signed = "signature=" in request.rel_url.raw_query_string
-            (seen.accepted_signed if signed and response.status == 200 else seen.refused).append(what)
+            (seen.accepted_signed if signed and response.status == 200 else seen.refused).append(
+                what
+            )
         return response
 
     return record
@@ -407,12 +421,16 @@ async def run_session(spec: RunSpec, root: Path, tape: Path, models_dir: Path) -
         # error texts that carry the request path, hence the token, back to the engine
         fake.fail("sendMessage", Fault(500, "internal error", echo_path=True))
         fake.fail("getUpdates", Fault(502, "bad gateway", echo_path=True))
-        fake.fail("getUpdates", Fault(500, body=f"<html>proxy: POST /bot{token}/getUpdates failed</html>"))
+        fake.fail(
+            "getUpdates", Fault(500, body=f"<html>proxy: POST /bot{token}/getUpdates failed</html>")
+        )
         where = Where(root, sim.base_http, sim.base_ws, tape)
         engines = [Engine(c, Process(c.name)) for c in spec.commands]
         runs = [asyncio.create_task(_run_engine(e, spec, where, env, fake.base_url, models_dir,
                                                 session_secrets.dashboard_token)) for e in engines]  # fmt: skip
-        doctor = asyncio.create_task(_doctor(Where(root, doctor_sim.base_http, doctor_sim.base_ws, tape), env))
+        doctor = asyncio.create_task(
+            _doctor(Where(root, doctor_sim.base_http, doctor_sim.base_ws, tape), env)
+        )
         conductor = asyncio.create_task(_conduct(engines, sim, fake))
         processes = list(await asyncio.gather(*runs))
         with contextlib.suppress(TimeoutError):
@@ -435,7 +453,9 @@ async def _doctor(where: Where, env: dict[str, str]) -> Process:
     }
     path = where.root / "doctor.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return await run_cli(["doctor", "-c", str(path), "--timeout", "10"], where.root, env, Process("doctor"))
+    return await run_cli(
+        ["doctor", "-c", str(path), "--timeout", "10"], where.root, env, Process("doctor")
+    )
 
 
 async def _report(journal: Path, root: Path, env: dict[str, str]) -> Process:

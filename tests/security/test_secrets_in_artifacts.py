@@ -83,7 +83,9 @@ def session(
 
 def _outputs(session: Session) -> list[tuple[str, str]]:
     procs = [*session.processes, session.doctor, *session.reports]
-    return [(f"{p.name} {stream}", getattr(p, stream)) for p in procs for stream in ("stdout", "stderr")]
+    return [
+        (f"{p.name} {stream}", getattr(p, stream)) for p in procs for stream in ("stdout", "stderr")
+    ]
 
 
 def _log_events(session: Session) -> list[dict]:
@@ -105,8 +107,14 @@ def test_the_session_ran_and_wrote_every_artifact(session: Session) -> None:
     # paper trading placed orders: the journal holds intents to scan, not just a schema
     for journal in session.root.rglob("*journal.sqlite"):
         with sqlite3.connect(journal) as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            intents = conn.execute("SELECT COUNT(*) FROM intents").fetchone()[0] if "intents" in tables else 0
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            intents = (
+                conn.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
+                if "intents" in tables
+                else 0
+            )
         assert intents > 0, f"{journal}: no order intent journaled (tables {sorted(tables)})"
 
 
@@ -126,7 +134,9 @@ def test_the_secrets_were_used(session: Session) -> None:
         }, proc.name
     # a simulator verified signatures made with BINANCE_API_SECRET under BINANCE_API_KEY
     doctor = set(session.doctor_key_use.accepted_signed)
-    assert {"GET /api/v3/account", "GET /sapi/v1/account/apiRestrictions"} <= doctor, session.doctor_key_use
+    assert {"GET /api/v3/account", "GET /sapi/v1/account/apiRestrictions"} <= doctor, (
+        session.doctor_key_use
+    )
     if session.spec.engine_signs_requests:  # the engine's own orders, signed with the keys
         engine = session.engine_key_use.accepted_signed
         assert any(path.startswith("POST ") for path in engine), session.engine_key_use
@@ -157,13 +167,17 @@ def test_token_echoing_errors_were_logged_redacted(session: Session) -> None:
 
 
 def test_unknown_chat_is_refused_and_logged_in_the_real_log(session: Session) -> None:
-    sent_to = [r.fields.get("chat_id") for r in session.telegram_requests if r.method == "sendMessage"]
+    sent_to = [
+        r.fields.get("chat_id") for r in session.telegram_requests if r.method == "sendMessage"
+    ]
     assert str(STRANGER) not in sent_to
     assert any(r.method == "sendMessage" and r.status == 200 and r.fields.get("chat_id") == str(CHAT)
                and r.fields.get("text", "").startswith("mode paper") for r in session.telegram_requests), sent_to  # fmt: skip
     refused = [e for e in _log_events(session) if e.get("event") == "telegram_refused"]
     assert refused, "no telegram_refused line in any log file"
-    assert {(e["chat_id"], e["command"], e["level"]) for e in refused} == {(STRANGER, "/balance", "warning")}
+    assert {(e["chat_id"], e["command"], e["level"]) for e in refused} == {
+        (STRANGER, "/balance", "warning")
+    }
 
 
 # -- the scanner can fail: a secret planted in each kind of artifact is found ----------------------
@@ -176,7 +190,9 @@ def test_scanner_finds_a_planted_secret_in_every_artifact_kind(tmp_path: Path) -
     from urllib.parse import quote
 
     (tmp_path / "log.jsonl").write_text(json.dumps({"event": "x", "url": f"/p?k={quote(PLANTED)}"}))
-    (tmp_path / "b64.txt").write_text("prefix:" + base64.b64encode(b"ab" + PLANTED.encode()).decode())
+    (tmp_path / "b64.txt").write_text(
+        "prefix:" + base64.b64encode(b"ab" + PLANTED.encode()).decode()
+    )
     with sqlite3.connect(tmp_path / "j.sqlite") as conn:
         conn.execute("CREATE TABLE t (v TEXT)")
         conn.execute("INSERT INTO t VALUES (?)", (PLANTED,))
