@@ -162,7 +162,8 @@ def parse_user_event(event: dict[str, Any]) -> UserEvent | None:
         return None
     try:
         return parser(event)
-    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+    # AttributeError: a nested object ("o", "a") that is a list or a number has no .get()
+    except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
         raise MalformedUserEvent(f"{kind}: {type(exc).__name__}: {exc}") from exc
 
 
