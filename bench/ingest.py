@@ -534,8 +534,11 @@ def main() -> None:
         "figure": "MarketDataPipeline.on_frame/on_snapshot + flush: decode, sync, book, fold"
         f" ({ENGINE_BOOK} book, the engine's path)",
         "figure_msg_per_s": messages / total("ours"),
+        "value": messages / total("ours"),
+        "unit": "msg/s",
         "baseline": "cryptofeed-style (orjson + Decimal + order-book C OrderBook; no fold)",
         "baseline_msg_per_s": messages / t_cf,
+        "baseline_value": messages / t_cf,
         "ratio": ratio,
         "goal_ratio": GOAL_RATIO,
         "goal": f">= {GOAL_RATIO:g}x the cryptofeed-style path",
