@@ -55,9 +55,8 @@ FAST_SET = {  # a per-second feature set that warms in 20 rows, so the model tra
                     "windows": [5, 20], "stats": ["mean", "std", "slope"]}],
 }  # fmt: skip
 LINE_LIMIT = 1 << 24  # a DEBUG log line may be long
-LIMIT_S = float(
-    os.environ.get("TICKLOOP_TEST_LIMIT_S", "120")
-)  # safety limit on any one process (not a timing assertion)
+# safety limit on any one process (not a timing assertion)
+LIMIT_S = float(os.environ.get("TICKLOOP_TEST_LIMIT_S", "120"))
 
 
 def _alnum(n: int) -> str:
@@ -89,16 +88,7 @@ class SessionSecrets:
     private_key_pem: str = field(default_factory=_ed25519_pem)
 
     def env(self) -> dict[str, str]:
-        return {
-            "BINANCE_API_KEY": self.api_key,
-            "BINANCE_API_SECRET": self.api_secret,
-            "BINANCE_PRIVATE_KEY": self.private_key_pem,
-            "TELEGRAM_TOKEN": self.telegram_token,
-            "TICKLOOP_DASHBOARD_TOKEN": self.dashboard_token,
-        }
-
-    def named(self) -> dict[str, str]:
-        """Return {name: value} of every secret, as the scan names them."""
+        """Return {environment variable: value} of every secret (the scan names them so too)."""
         return {
             "BINANCE_API_KEY": self.api_key,
             "BINANCE_API_SECRET": self.api_secret,
@@ -175,9 +165,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def base_config(
-    where: Where, name: str, mode: str, telegram_api: str, models_dir: Path
-) -> dict[str, Any]:
+def base_config(name: str, mode: str, telegram_api: str, models_dir: Path) -> dict[str, Any]:
     """Everything that writes an artifact switched on."""
     return {
         "mode": mode,
@@ -304,7 +292,7 @@ class Engine:
 async def _run_engine(engine: Engine, spec: RunSpec, where: Where, env: dict[str, str],
                       telegram_api: str, models_dir: Path, dashboard_token: str) -> Process:  # fmt: skip
     command, proc = engine.command, engine.proc
-    config = base_config(where, command.name, spec.mode, telegram_api, models_dir)
+    config = base_config(command.name, spec.mode, telegram_api, models_dir)
     if command.at_sim:
         config["endpoints"] = {"spot": {"rest": where.sim_http, "ws": where.sim_ws}}
     config = _merge(config, command.config(where))

@@ -36,30 +36,29 @@ from session_harness import (
 
 pytestmark = pytest.mark.flaky(reruns=1)  # real sockets and subprocesses on a loaded machine
 
-PAPER_DEMO = RunSpec(
-    "paper-demo",
+# paper trading three ways at once: `demo` (its own simulator inside the process), and `collect`
+# and `record` at the session's simulator, stopped by SIGTERM once its replay is over (graceful
+# shutdown; no --duration, which a slow start-up would eat into)
+PAPER = RunSpec(
     "paper",
-    (EngineCommand("demo", lambda w, cfg: ["demo", "-c", str(cfg), "--tape", str(w.tape), "--speed", "80"]),),
-)  # fmt: skip
-PAPER_AT_SIM = RunSpec(
-    "paper-collect-record",
     "paper",
     (
-        # no --duration: stopped by SIGTERM once the replay is over (graceful shutdown)
+        EngineCommand("demo", lambda w, cfg: ["demo", "-c", str(cfg), "--tape", str(w.tape),
+                                              "--speed", "60"]),
         EngineCommand("collect", lambda w, cfg: ["collect", "-c", str(cfg), "--out", "collect/rows"],
                       at_sim=True),
         EngineCommand("record", lambda w, cfg: ["record", "-c", str(cfg), "--out", "record/tape.gz"],
                       at_sim=True),
     ),
-    sim_speed=80.0,
+    sim_speed=60.0,
 )  # fmt: skip
 # the artifacts each spec must have written (globs under the session root), so an empty run fails
 EXPECTED = {
-    "paper-demo": ["demo/logs/tickloop.jsonl", "demo/data/demo_journal.sqlite", "demo/data/*.report.html"],
-    "paper-collect-record": ["collect/logs/tickloop.jsonl", "collect/data/journal.sqlite",
-                             "collect/rows/**/*.parquet", "record/tape.gz", "record/logs/tickloop.jsonl"],
+    "paper": ["demo/logs/tickloop.jsonl", "demo/data/demo_journal.sqlite", "demo/data/*.report.html",
+              "collect/logs/tickloop.jsonl", "collect/data/journal.sqlite", "collect/rows/**/*.parquet",
+              "record/tape.gz", "record/logs/tickloop.jsonl"],
 }  # fmt: skip
-SPECS = [PAPER_DEMO, PAPER_AT_SIM]
+SPECS = [PAPER]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +145,7 @@ def test_the_secrets_were_used(session: Session) -> None:
 
 def test_no_secret_in_any_file_output_or_message(session: Session) -> None:
     forms = {name: needles(value, telegram=name == "TELEGRAM_TOKEN")
-             for name, value in session.secrets.named().items()}  # fmt: skip
+             for name, value in session.secrets.env().items()}  # fmt: skip
     files = files_under(session.root)
     hits = scan_files(files, forms, session.root)
     for where, text in _outputs(session):
