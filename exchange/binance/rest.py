@@ -14,6 +14,7 @@ once more, an order is not (the caller decides, with the Retryable in hand).
 from __future__ import annotations
 
 import asyncio
+import re
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -308,13 +309,35 @@ class BinanceRest:
         return classify(
             status,
             code,
-            message,
+            self._scrub(message),
             market=self.market,
             order_placement=order,
             retry_after_s=retry_after_s,
             sent=sent,
             reached_server=reached_server,
         )
+
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key and any signature from a text that may echo the request.
+
+        Binance's own messages never do, but a proxy's error page or a transport error's URL can;
+        error texts travel into logs, notices and the journal's reject reasons.
+        """
+        text = _SIGNATURE_RE.sub(r"\1***", text)
+        if self._keys is not None:
+            key = self._keys.api_key.get_secret_value()
+            if key:
+                text = text.replace(key, redact_key(key))
+        return text
+
+
+_SIGNATURE_RE = re.compile(r"(signature[\"']?\s*[=:]\s*[\"']?)[^&\s\"',;}]+", re.IGNORECASE)
+
+
+def redact_key(key: str) -> str:
+    """Return an API key as logs may show it: its first four characters only."""
+    return f"{key[:4]}***"
 
 
 def _describe(exc: BaseException) -> str:
