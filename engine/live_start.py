@@ -205,10 +205,11 @@ def protect_holdings(
             continue
         avg = _avg_price(loop, venue, symbol)
         verdict = judge_position(symbol, qty, avg, working, market)
-        if verdict.plan is not None:
+        if verdict.plan is not None:  # followed even when partial: an exit must cancel these stops
             loop.gate.adopt_protection(verdict.plan)
             log.info("protection_adopted", symbol=symbol, quantity=str(verdict.quantity),
-                     stop=str(verdict.plan.stop_price))  # fmt: skip
+                     covered=str(verdict.covered), stop=str(verdict.plan.stop_price))  # fmt: skip
+        if verdict.protected:
             continue
         price = loop.last_price.get(symbol) or venue.marks().get(symbol) or avg
         if not price or verdict.covered > 0:

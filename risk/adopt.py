@@ -5,7 +5,8 @@ normally, the protective orders the gate placed before. Those orders carry deter
 ids (`risk/ids.py`: `<prefix>-<symbol>-<seq>-sl<level>[r<rev>]`), and their intents are in the
 journal, so the plan is rebuilt from them — one bracket per level, the newest revision of each
 leg — and the gate follows it as if it had never stopped. A position whose working stops do not
-cover its whole quantity is *unprotected*: the caller places fresh protection or goes REDUCING.
+cover its whole quantity is *unprotected*: the caller places fresh protection or goes REDUCING — and
+still follows the stops that do exist, so an exit cancels them.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ class Verdict:
     side: Side  # BUY: a long position
     quantity: Decimal  # absolute
     covered: Decimal  # quantity our working stops would close
-    plan: ProtectionPlan | None  # the rebuilt plan when covered >= quantity
+    plan: ProtectionPlan | None  # the plan rebuilt from our working stops (None: there are none)
 
     @property
     def protected(self) -> bool:
-        return self.plan is not None
+        return self.plan is not None and self.covered >= self.quantity
 
 
 def judge_position(
@@ -64,7 +65,7 @@ def judge_position(
             prefix, seq = parsed.prefix, parsed.seq
     stops = {level: kinds[STOP][1] for level, kinds in legs.items() if STOP in kinds}
     covered = sum((s.quantity for s in stops.values()), Decimal(0))
-    if not stops or covered < quantity:
+    if not stops:
         return Verdict(symbol, side, quantity, covered, None)
     brackets = []
     leg_ids: dict[str, tuple[int, str]] = {}

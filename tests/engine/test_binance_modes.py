@@ -177,11 +177,14 @@ async def test_restart_with_a_partly_protected_position_goes_reducing_and_alerts
         stops = sorted(o.client_order_id for o in sim_orders(sim) if o.status == "NEW" and "-sl" in o.client_order_id)
         assert len(stops) >= 2, "two take-profit levels: two OCO brackets"
         await _cancel_on_sim(sim, stops[:1])
+        still_working = {o.client_order_id for o in sim_orders(sim) if o.status == "NEW"}
         notices: list[Notice] = []
         second = await run_engine(sim, config, journal, until=lambda app: True,
                                   on_app=lambda app: app.notice_listeners.append(notices.append))  # fmt: skip
     assert second.trading is not None
     assert second.trading.trading_state is TradingState.REDUCING
+    # the stops that remain are followed all the same: an exit will cancel them
+    assert set(second.trading.gate.plans[SYMBOL].legs) == still_working
     texts = [getattr(n, "detail", "") or getattr(n, "message", "") for n in notices]
     assert any("protective stop" in str(t) for t in texts), notices
 
