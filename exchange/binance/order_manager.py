@@ -37,6 +37,7 @@ from engine.orders import (
     SubmitOrderList,
 )
 from exchange.binance.orders import (
+    MalformedOrderBody,
     OrderRequest,
     VenueOrder,
     cancel_request,
@@ -252,10 +253,15 @@ class OrderManager:
                 log.warning("order_cancel_retry", client_order_id=client_order_id, error=repr(exc))
                 if isinstance(exc, Retryable) and not exc.resync_clock:
                     await self._clock.sleep(exc.retry_after_s or self._config.query_backoff_s)
-        if tracked.algo:
+        try:
+            order = None if tracked.algo else parse_order(self.market, body)
+        except MalformedOrderBody as exc:  # cancelled, but the answer is unreadable: ask
+            log.warning("cancel_answer_malformed", client_order_id=client_order_id, error=str(exc))
+            order = None
+        if order is None:
             await self.refresh(client_order_id)
         else:
-            await self._absorb(tracked, parse_order(self.market, body))
+            await self._absorb(tracked, order)
         return tracked.status
 
     async def cancel_stale(self) -> list[str]:
@@ -357,7 +363,16 @@ class OrderManager:
                     return  # stays UNKNOWN: a person decides
                 log.warning("order_not_placed_resend", client_order_id=_ids(legs))
                 continue
-            await self._absorb_answer(legs, request, body)
+            try:
+                await self._absorb_answer(legs, request, body)
+            except MalformedOrderBody as exc:  # accepted (HTTP 2xx) but unreadable: find it
+                log.warning("order_answer_malformed", client_order_id=_ids(legs), error=str(exc))
+                for leg in legs:
+                    if not leg.accepted:
+                        leg.status = OrderStatus.UNKNOWN
+                        self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, str(exc))
+                for leg in legs:
+                    await self._lookup(leg, sent_ns, landed=True)
             return
 
     async def _absorb_answer(
@@ -405,7 +420,7 @@ class OrderManager:
                 now_ns = self._clock.monotonic_ns()
                 if not landed and now_ns >= absent_after_ns:
                     return Lookup.ABSENT
-            except (Retryable, UnknownOutcome) as exc:
+            except (Retryable, UnknownOutcome, MalformedOrderBody) as exc:
                 log.info("order_query_retry", client_order_id=tracked.intent.client_order_id,
                          error=repr(exc))  # fmt: skip
             else:

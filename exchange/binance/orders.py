@@ -9,10 +9,10 @@ TRAILING_STOP_MARKET) to /fapi/v1/algoOrder, which has answered -4120 on /fapi/v
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from engine.model import Market, Side
 from engine.orders import (
@@ -266,16 +266,48 @@ class VenueOrder:
     actual_order_id: str | None = None  # algo orders: the order the trigger created
 
 
-def parse_order(market: Market, body: Mapping[str, Any], ts_ms: int = 0) -> VenueOrder:
+class MalformedOrderBody(ValueError):
+    """An order answer that is not what Binance documents (not an object, a field missing or
+    not finite): the request's outcome is unknown to us, never a crash."""
+
+
+def _amount(value: Any) -> Decimal:
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return amount
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(parse: Callable[P, R]) -> Callable[P, R]:
+    """Turn any failure to read a body into MalformedOrderBody (one type for callers)."""
+
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return parse(*args, **kwargs)
+        except MalformedOrderBody:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise MalformedOrderBody(f"{parse.__name__.lstrip('_')}: {type(exc).__name__}: {exc}") from exc
+
+    guarded.__name__ = parse.__name__.lstrip("_")
+    guarded.__doc__ = parse.__doc__
+    return guarded
+
+
+def _parse_order(market: Market, body: Mapping[str, Any], ts_ms: int = 0) -> VenueOrder:
     """Parse a spot or USDⓈ-M order body (placement answer, query, cancel) into a VenueOrder."""
     client_id = str(body.get("origClientOrderId") or body["clientOrderId"])
     ts = int(body.get("updateTime") or body.get("transactTime") or body.get("time") or ts_ms)
     fills = tuple(
         VenueFill(
             int(f["tradeId"]),
-            Decimal(f["price"]),
-            Decimal(f["qty"]),
-            Decimal(f["commission"]),
+            _amount(f["price"]),
+            _amount(f["qty"]),
+            _amount(f["commission"]),
             str(f["commissionAsset"]),
             Liquidity.TAKER,  # fills in a placement answer matched on arrival
             ts,
@@ -288,14 +320,14 @@ def parse_order(market: Market, body: Mapping[str, Any], ts_ms: int = 0) -> Venu
         venue_order_id=str(body["orderId"]),
         status=_STATUS.get(str(body.get("status", "NEW")), OrderStatus.NEW),
         side=Side(str(body["side"])),
-        orig_qty=Decimal(str(body.get("origQty", "0"))),
-        executed_qty=Decimal(str(body.get("executedQty", "0"))),
+        orig_qty=_amount(body.get("origQty", "0")),
+        executed_qty=_amount(body.get("executedQty", "0")),
         ts_ms=ts,
         fills=fills,
     )
 
 
-def parse_algo(body: Mapping[str, Any]) -> VenueOrder:
+def _parse_algo(body: Mapping[str, Any]) -> VenueOrder:
     """Parse a /fapi/v1/algoOrder body; a triggered algo reports NEW and its actualOrderId."""
     actual = str(body.get("actualOrderId") or "") or None
     status = _ALGO_STATUS.get(str(body.get("algoStatus")), OrderStatus.NEW)
@@ -305,27 +337,27 @@ def parse_algo(body: Mapping[str, Any]) -> VenueOrder:
         venue_order_id=str(body["algoId"]),
         status=status,
         side=Side(str(body["side"])),
-        orig_qty=Decimal(str(body.get("quantity", "0"))),
+        orig_qty=_amount(body.get("quantity", "0")),
         executed_qty=Decimal(0),
         ts_ms=int(body.get("updateTime") or body.get("createTime") or 0),
         actual_order_id=actual,
     )
 
 
-def parse_oco(body: Mapping[str, Any]) -> list[VenueOrder]:
+def _parse_oco(body: Mapping[str, Any]) -> list[VenueOrder]:
     """Parse the orderList/oco answer into one VenueOrder per leg."""
-    return [parse_order(Market.SPOT, report) for report in body.get("orderReports", ())]
+    return [_parse_order(Market.SPOT, report) for report in body.get("orderReports", ())]
 
 
-def parse_trades(market: Market, rows: Sequence[Mapping[str, Any]]) -> tuple[VenueFill, ...]:
+def _parse_trades(market: Market, rows: Sequence[Mapping[str, Any]]) -> tuple[VenueFill, ...]:
     """Parse myTrades (spot) or userTrades (USDⓈ-M) rows into fills, in trade id order."""
     maker_key = "isMaker" if market is Market.SPOT else "maker"
     fills = [
         VenueFill(
             int(r["id"]),
-            Decimal(str(r["price"])),
-            Decimal(str(r["qty"])),
-            Decimal(str(r["commission"])),
+            _amount(r["price"]),
+            _amount(r["qty"]),
+            _amount(r["commission"]),
             str(r["commissionAsset"]),
             Liquidity.MAKER if r.get(maker_key) else Liquidity.TAKER,
             int(r["time"]),
@@ -333,6 +365,12 @@ def parse_trades(market: Market, rows: Sequence[Mapping[str, Any]]) -> tuple[Ven
         for r in rows
     ]
     return tuple(sorted(fills, key=lambda f: f.trade_id))
+
+
+parse_order = _guarded(_parse_order)
+parse_algo = _guarded(_parse_algo)
+parse_oco = _guarded(_parse_oco)
+parse_trades = _guarded(_parse_trades)
 
 
 def fill_event(order: VenueOrder, fill: VenueFill, complete: bool) -> OrderFilled:

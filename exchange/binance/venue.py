@@ -46,7 +46,7 @@ from engine.orders import (
 )
 from exchange.base import Balance, OpenOrder, VenuePosition
 from exchange.binance.order_manager import OrderManager, TrackedOrder
-from exchange.binance.orders import VenueFill, VenueOrder
+from exchange.binance.orders import MalformedOrderBody, VenueFill, VenueOrder
 from exchange.binance.rest import BinanceRest
 from exchange.binance.user_events import (
     AccountSnapshot,
@@ -283,9 +283,11 @@ class BinanceVenue:
             self._busy[symbol] = True
             try:
                 await self._send(command)
-            except ExchangeError as exc:  # the manager already reported what it could decide
+            except (ExchangeError, MalformedOrderBody) as exc:  # the manager decided what it could
                 log.error("order_command_failed", symbol=symbol, command=type(command).__name__,
                           error=repr(exc))  # fmt: skip
+            except Exception:  # noqa: BLE001 - one bad answer must not stop the symbol's orders
+                log.exception("order_command_crashed", symbol=symbol, command=type(command).__name__)
             finally:
                 self._busy[symbol] = not queue.empty()
 
@@ -311,8 +313,10 @@ class BinanceVenue:
             item = await self._user_queue.get()
             try:
                 await self.on_user_item(item)
-            except ExchangeError as exc:
+            except (ExchangeError, MalformedOrderBody) as exc:
                 log.error("user_event_reconcile_failed", error=repr(exc))
+            except Exception:  # noqa: BLE001 - the user stream must keep flowing
+                log.exception("user_event_crashed", item=type(item).__name__)
 
     async def on_user_item(self, item: UserStreamItem) -> None:
         """Fold one user-stream item; reconcile by REST when the stream comes back."""

@@ -268,9 +268,8 @@ def test_order_bodies_that_are_objects_raise_only_parse_errors(
     kind, body = seed
     mutated = _mutate(data, body)
     if not isinstance(mutated, dict):
-        return  # non-object bodies: see the xfail test below
-    # an OCO leg that is not an object reaches parse_order as such: the same xfail finding
-    allowed = (*_PARSE_ERRORS, AttributeError) if kind == "oco" else _PARSE_ERRORS
+        return  # non-object bodies: see test_an_order_body_that_is_not_an_object_raises_a_parse_error
+    allowed = _PARSE_ERRORS
     try:
         _parse_rest(kind, mutated)
     except allowed:
@@ -284,13 +283,6 @@ def test_documented_order_bodies_parse(seed: tuple[str, dict]) -> None:
     assert _parse_rest(kind, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="issue #8 finding: parse_order/parse_algo/parse_oco call .get() on the body, so a JSON "
-    "list/string/number/null answer raises AttributeError; OrderManager passes raw JSON and the "
-    "venue's order worker catches only ExchangeError",
-)
 @pytest.mark.parametrize("body", [[], "ok", 7, None], ids=["list", "string", "number", "null"])
 def test_an_order_body_that_is_not_an_object_raises_a_parse_error(body: Any) -> None:
     count(SUITE)
@@ -305,11 +297,6 @@ def test_an_order_body_that_is_not_an_object_raises_a_parse_error(body: Any) -> 
             _parse_rest(kind, bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #8 finding: parse_order/parse_algo accept origQty/executedQty/quantity 'NaN' or "
-    "'Infinity' (Decimal does); OrderManager._absorb then compares NaN and raises InvalidOperation",
-)
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "sNaN"])
 def test_order_amounts_that_are_not_finite_are_refused(amount: str) -> None:
     count(SUITE)
