@@ -152,6 +152,16 @@ def _check_libraries() -> Check:
     return Check("libraries", Status.OK, "lightgbm and TA-Lib load")
 
 
+def _check_book_core() -> Check:
+    from exchange.book import BOOK_IMPLEMENTATION
+
+    if BOOK_IMPLEMENTATION == "compiled":
+        return Check("book", Status.OK, "compiled order-book core (exchange._book_core)")
+    return Check("book", Status.WARN, "pure-Python order book: ingest is about 2x slower",
+                 "install a C compiler and Python headers (sudo apt install build-essential python3-dev), "
+                 "then reinstall: pip install -e .")
+
+
 def _check_mode(ctx: _Context) -> None:
     mode = ctx.config.mode
     if mode == "testnet":
@@ -485,6 +495,7 @@ async def run_doctor(
                     "" if config_path else "pass -c /etc/tickloop/config.yaml")]
     checks += _check_env_file(env_file, env_file_explicit)
     checks.append(_check_libraries())
+    checks.append(_check_book_core())
     secrets = _load_secrets(env, env_file)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as http:
