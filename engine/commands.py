@@ -21,7 +21,7 @@ import structlog
 from engine.app import App, endpoints_of
 from exchange.binance.startup import StartupRefused
 from exchange.errors import AuthFailed
-from engine.config import Config, ConfigError, EndpointConfig, load_secrets
+from engine.config import Config, ConfigError, EndpointConfig, Secrets, load_secrets
 from engine.logging import configure_logging
 from engine.modes import trades
 from engine.model import instrument_from_exchange_info
@@ -33,10 +33,19 @@ def setup_logging(config: Config) -> None:
     secrets = load_secrets()
     values = [s.get_secret_value() for s in (secrets.binance_api_key, secrets.binance_api_secret,
                                               secrets.telegram_token) if s is not None]
+    values += pem_secret_parts(secrets)
     dashboard_token = os.environ.get(config.dashboard.auth_env)
     if dashboard_token:
         values.append(dashboard_token)
     configure_logging(config.logging, config.paths.log_dir, secret_values=values)
+
+
+def pem_secret_parts(secrets: Secrets) -> list[str]:
+    """Return the Ed25519 PEM and each of its key lines: any of them in a text is a leak."""
+    if secrets.binance_private_key_pem is None:
+        return []
+    pem = secrets.binance_private_key_pem.get_secret_value()
+    return [pem.strip(), *(line.strip() for line in pem.splitlines() if line.strip() and not line.startswith("-----"))]
 
 
 class ExchangeUnreachable(Exception):

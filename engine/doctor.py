@@ -526,9 +526,13 @@ def _load_secrets(env: Mapping[str, str] | None, env_file: Path | None) -> Secre
 
 def scrub(text: str, secrets: Secrets) -> str:
     """Replace any secret value in text (defence in depth: no detail should contain one)."""
+    from engine.commands import pem_secret_parts
+
     for value in (secrets.binance_api_key, secrets.binance_api_secret, secrets.telegram_token):
         if value is not None and len(value.get_secret_value()) >= 4:
             text = text.replace(value.get_secret_value(), "***")
+    for part in pem_secret_parts(secrets):
+        text = text.replace(part, "***")
     return text
 
 

@@ -71,3 +71,23 @@ def test_unreadable_key_file_names_the_variable(tmp_path: Path) -> None:
 def test_spot_user_stream_url(spot: dict[str, str], url: str) -> None:
     config = parse_config({"endpoints": {"spot": spot}} if spot else {})
     assert spot_ws_api_url(config) == url
+
+
+def test_the_ed25519_key_is_redacted_by_value_in_log_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlog
+
+    from engine.commands import setup_logging
+
+    pem = _pem(Ed25519PrivateKey.generate())
+    key_line = next(line for line in pem.splitlines() if not line.startswith("-----"))
+    monkeypatch.setenv("BINANCE_PRIVATE_KEY", pem)
+    monkeypatch.chdir(tmp_path)
+    config = parse_config({"logging": {"console": "off", "file": "engine.jsonl"}, "paths": {"log_dir": str(tmp_path)}})
+    try:
+        setup_logging(config)
+        structlog.get_logger("test").error("boom", detail=f"signer failed on {key_line}")
+    finally:
+        structlog.reset_defaults()
+    text = (tmp_path / "engine.jsonl").read_text(encoding="utf-8")
+    assert "boom" in text and "***" in text
+    assert key_line not in text
