@@ -9,6 +9,7 @@ not a code path.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import sys
@@ -138,6 +139,16 @@ async def run_live(
     """Watch the configured coins on Binance; optionally record a tape or collect Parquet rows."""
     setup_logging(config)
     log = structlog.get_logger("engine.run")
+    if config.dashboard.enabled:  # an unsafe dashboard is refused before any socket opens
+        from engine.dashboard import DashboardAuthError, resolve_token
+
+        try:
+            resolve_token(config.dashboard)
+        except DashboardAuthError as exc:
+            print(f"tickloop: dashboard: {exc}", file=sys.stderr)
+            return 2
+    if config.telegram.enabled:  # aiogram takes seconds to import: not on the running loop
+        await asyncio.to_thread(importlib.import_module, "aiogram")
     try:
         tick_sizes = await fetch_tick_sizes(config)
     except ExchangeUnreachable as exc:

@@ -91,3 +91,21 @@ def test_the_ed25519_key_is_redacted_by_value_in_log_lines(tmp_path: Path, monke
     text = (tmp_path / "engine.jsonl").read_text(encoding="utf-8")
     assert "boom" in text and "***" in text
     assert key_line not in text
+
+
+def test_an_exposed_dashboard_is_refused_before_the_exchange_is_contacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main as cli_main
+
+    monkeypatch.delenv("TICKLOOP_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "config.yaml"
+    # port 9 on loopback: nothing listens, so contacting the exchange first would exit 3
+    config.write_text(
+        "endpoints: {spot: {rest: 'http://127.0.0.1:9', ws: 'ws://127.0.0.1:9'}}\n"
+        "dashboard: {enabled: true, host: 0.0.0.0}\nlogging: {console: 'off', file: null}\n",
+        encoding="utf-8",
+    )
+    assert cli_main(["run", "-c", str(config)]) == 2
+    assert "dashboard" in capsys.readouterr().err
