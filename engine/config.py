@@ -235,17 +235,24 @@ def _format_error(err: Mapping[str, Any]) -> str:
     return f"{path}: {msg}"
 
 
-def _secret_keys(node: Any, path: str = "") -> list[str]:
+def _secret_keys(node: Any, path: str = "", seen: set[int] | None = None) -> list[str]:
+    # A YAML alias is the same object as its anchor: check it once (a "billion laughs" file
+    # would otherwise take exponential time, and an alias inside its own anchor forever).
+    seen = set() if seen is None else seen
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            return []
+        seen.add(id(node))
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
             sub = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and SECRET_KEY_RE.search(key) and not isinstance(value, (dict, list)):
                 found.append(sub)
-            found += _secret_keys(value, sub)
+            found += _secret_keys(value, sub, seen)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            found += _secret_keys(value, f"{path}[{i}]")
+            found += _secret_keys(value, f"{path}[{i}]", seen)
     return found
 
 
@@ -304,7 +311,16 @@ def load_config(path: str | Path | None) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{p}: invalid YAML at {where}: {problem}"]) from None
-    return parse_config(raw)
+    except RecursionError:
+        raise ConfigError([f"{p}: invalid YAML: nested too deeply"]) from None
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        # PyYAML raises these, not YAMLError, for an explicit tag it cannot read
+        # (`!!int abc`, `!!bool x`, `!!timestamp x`, `!!int _`)
+        raise ConfigError([f"{p}: invalid YAML: a tagged value cannot be read ({exc!r})"]) from None
+    try:
+        return parse_config(raw)
+    except RecursionError:  # very deep nesting, or an alias inside its own anchor (&a [*a])
+        raise ConfigError([f"{p}: YAML nested too deeply (or an alias inside its own anchor)"]) from None
 
 
 def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Secrets:
