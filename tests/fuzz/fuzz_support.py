@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 T = TypeVar("T")
 
@@ -48,15 +48,20 @@ def profile_name() -> str:
     return DEEP if settings.get_current_profile_name() == DEEP else CI
 
 
-def fuzz_settings(ci_examples: int, deep_examples: int = 2000) -> settings:
-    """Return the settings of one property: ci_examples in CI, deep_examples when deep."""
+def fuzz_settings(ci_examples: int, deep_examples: int = 2000, *, shrink: bool = True) -> settings:
+    """Return the settings of one property: ci_examples in CI, deep_examples when deep.
+
+    shrink=False for xfail properties of known findings: the first failure is enough.
+    """
     deep = profile_name() == DEEP
+    phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
     return settings(
         max_examples=deep_examples if deep else ci_examples,
         deadline=None,
         database=None,
         print_blob=True,
         suppress_health_check=_HEALTH,
+        phases=phases,
     )
 
 
