@@ -45,5 +45,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = set(config.getoption("--run-marked"))
     for item in items:
         for marker in OFF_BY_DEFAULT:
-            if marker in item.keywords and marker not in wanted:
+            if item.get_closest_marker(marker) is not None and marker not in wanted:
                 item.add_marker(pytest.mark.skip(reason=f"off by default: --run-marked {marker}"))

@@ -378,10 +378,12 @@ def key_use_recorder(api_key: str, seen: KeyUse) -> Any:
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        # a POST/PUT/DELETE may carry its signature in the form body (read once, cached by aiohttp)
+        body = await request.text() if request.can_read_body else ""
         response = await handler(request)
         if request.headers.get("X-MBX-APIKEY") == api_key:
             what = f"{request.method} {request.path}"
-            signed = "signature=" in request.rel_url.raw_query_string
+            signed = "signature=" in request.rel_url.raw_query_string or "signature=" in body
             (seen.accepted_signed if signed and response.status == 200 else seen.refused).append(
                 what
             )
