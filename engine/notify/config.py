@@ -21,7 +21,9 @@ class RetryPolicy(_Frozen):
 
     def backoff_s(self, failures: int) -> float:
         """Return the wait after the n-th consecutive failure (1-based): initial * 2^(n-1), capped."""
-        return min(self.backoff_initial_s * 2 ** (failures - 1), self.backoff_max_s)
+        # the exponent is capped too: 2 ** 1024 does not convert to a float (OverflowError after
+        # ~1,000 failed polls, i.e. hours of an unreachable Telegram, ended the whole notifier)
+        return min(self.backoff_initial_s * 2.0 ** min(failures - 1, 60), self.backoff_max_s)
 
 
 class TelegramConfig(_Frozen):
