@@ -7,6 +7,7 @@ independent (no global state), which the tests rely on.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,16 @@ class RowLogger:
     """Log every closed per-second row at debug level and one summary per symbol per minute."""
 
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("engine.rows"))
+    _debug: bool | None = None
 
     def __call__(self, state: SymbolMarketData, n_rows: int) -> None:
         rows = state.rows
         ts = int(rows.last("ts"))
+        if self._debug is None:  # the level is set once at start-up
+            check = getattr(self.log, "isEnabledFor", None) or getattr(self.log, "is_enabled_for", None)
+            self._debug = True if check is None else bool(check(logging.DEBUG))
+        if ts % 60_000 != 59_000 and not self._debug:
+            return  # neither a debug row line nor the minute line: read nothing more
         self.log.debug(
             "row", symbol=state.symbol, ts=ts, close=float(rows.last("close")),
             volume=float(rows.last("volume")), trades=int(rows.last("trades")),
@@ -427,6 +434,8 @@ class App:
             frames = health["frames"]
             self.log.info("heartbeat", msgs_per_s=round((frames - last_frames) / interval, 1), **health)
             last_frames = frames
+            if self.journal is not None:  # the WAL is folded in here, off the order path
+                self.journal.checkpoint()
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:

@@ -123,6 +123,11 @@ class TradingSink:
         self.pipeline.on_snapshot(symbol, payload, ts_recv_ns)
         self.loop.flush()
 
+    def wants_loop(self) -> bool:
+        """True once after the venue queued a command its own task must send (Binance)."""
+        take = getattr(self.loop.venue, "take_queued_signal", None)
+        return bool(take and take())
+
     def on_connection_lost(self, symbols: Iterable[str], reason: str) -> None:
         self.pipeline.on_connection_lost(symbols, reason)
 

@@ -19,7 +19,12 @@ import structlog
 
 from engine.clock import Clock
 from engine.model import Market
-from exchange.binance.urls import BinanceEndpoints, ConnectionSpec, depth_snapshot_url, depth_snapshot_weight
+from exchange.binance.urls import (
+    BinanceEndpoints,
+    ConnectionSpec,
+    depth_snapshot_url,
+    depth_snapshot_weight,
+)
 from exchange.ws import WsConfig, WsSession
 
 
@@ -136,6 +141,9 @@ class MarketFeed:
 
     async def _consume(self) -> None:
         queue, sink, tap = self.queue, self.sink, self.tap
+        # a sink that queued work for other tasks (an order to send) asks for the loop at once,
+        # so the order does not wait behind the frames already buffered
+        wants_loop = getattr(sink, "wants_loop", None)
         while True:
             ts_recv_ns, item = await queue.get()
             while True:
@@ -144,6 +152,8 @@ class MarketFeed:
                     if tap is not None:
                         tap(ts_recv_ns, item, None)
                     sink.on_frame(item, ts_recv_ns)
+                    if wants_loop is not None and wants_loop():
+                        await asyncio.sleep(0)
                 elif type(item) is _SnapshotArrived:
                     if tap is not None:
                         tap(ts_recv_ns, item.payload, item.symbol)
@@ -190,5 +200,5 @@ class MarketFeed:
                         await self.clock.sleep(min(float(retry_after), 300.0))
                     raise SnapshotError(f"HTTP {resp.status}: {body[:200]!r}")
                 return body
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise SnapshotError(f"{type(exc).__name__}: {exc}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -158,25 +159,29 @@ class OrderManager:
         self._clock = clock
         self._sink = sink
         self._config = config or OrderManagerConfig()
-        self._orders: dict[str, TrackedOrder] = {}
+        self._orders: dict[str, TrackedOrder] = {}  # working (or possibly working) orders
+        # finished orders, newest last, kept for late reports (a user-stream event after the REST
+        # answer) and queries; bounded so a long session does not grow without end
+        self._finished: OrderedDict[str, TrackedOrder] = OrderedDict()
+        self._finished_max = 10_000
         self._reported = asyncio.Event()  # set whenever a venue report advanced an order
 
     # -- queries ---------------------------------------------------------------------------------
 
     def status(self, client_order_id: str) -> OrderStatus | None:
         """Return what we know of an order's status, None for an id we never saw."""
-        tracked = self._orders.get(client_order_id)
+        tracked = self.tracked(client_order_id)
         return tracked.status if tracked else None
 
     def tracked(self, client_order_id: str) -> TrackedOrder | None:
-        """Return the tracked state of one order."""
-        return self._orders.get(client_order_id)
+        """Return the tracked state of one order (working or recently finished)."""
+        return self._orders.get(client_order_id) or self._finished.get(client_order_id)
 
     # -- commands --------------------------------------------------------------------------------
 
     def open_orders(self) -> list[TrackedOrder]:
         """Return every order that is or may be working: in flight, unknown, new, part-filled."""
-        return [t for t in self._orders.values() if t.status in _WORKING]
+        return list(self._orders.values())
 
     def remember(
         self, intent: OrderIntent, *, algo: bool, status: OrderStatus, filled: Decimal,
@@ -226,7 +231,7 @@ class OrderManager:
 
     async def cancel(self, client_order_id: str) -> OrderStatus:
         """Cancel one of our orders; an order already closed is reconciled instead."""
-        tracked = self._orders[client_order_id]
+        tracked = self._require(client_order_id)
         intent = tracked.intent
         request = cancel_request(self.market, intent.symbol, client_order_id, tracked.algo)
         attempts = 0
@@ -284,7 +289,7 @@ class OrderManager:
 
     async def refresh(self, client_order_id: str) -> OrderStatus:
         """Query one order by client id and apply what the venue says."""
-        tracked = self._orders[client_order_id]
+        tracked = self._require(client_order_id)
         await self._absorb(tracked, await self._query(tracked))
         return tracked.status
 
@@ -309,10 +314,11 @@ class OrderManager:
 
     def apply(self, order: VenueOrder) -> list[OrderEvent]:
         """Apply a venue report (e.g. from the user stream) to one of our orders; emit its events."""
-        tracked = self._orders.get(order.client_order_id)
+        tracked = self.tracked(order.client_order_id)
         if tracked is None:
             return []
         events = fold_order(tracked, order)
+        self._retire_if_done(tracked)
         for event in events:
             self._sink(event)
         if events:
@@ -461,10 +467,28 @@ class OrderManager:
             order = dataclasses.replace(order, fills=parse_trades(self.market, rows))
         self.apply(dataclasses.replace(order, client_order_id=tracked.intent.client_order_id))
 
+    def _require(self, client_order_id: str) -> TrackedOrder:
+        tracked = self.tracked(client_order_id)
+        if tracked is None:
+            raise KeyError(client_order_id)
+        return tracked
+
+    def _retire_if_done(self, tracked: TrackedOrder) -> None:
+        """Move a finished order out of the working set (kept a while for late reports)."""
+        if tracked.status in _WORKING:
+            return
+        cid = tracked.intent.client_order_id
+        if self._orders.pop(cid, None) is None:
+            return
+        self._finished[cid] = tracked
+        while len(self._finished) > self._finished_max:
+            self._finished.popitem(last=False)
+
     def _emit_reject(
         self, tracked: TrackedOrder, exc: Rejected, ts_ms: int, reason: str | None = None
     ) -> None:
         tracked.status = OrderStatus.REJECTED
+        self._retire_if_done(tracked)
         intent = tracked.intent
         event = rejected_event(intent.symbol, intent.client_order_id, exc, ts_ms)
         self._sink(dataclasses.replace(event, reason=reason) if reason else event)

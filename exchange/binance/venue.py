@@ -148,6 +148,7 @@ class BinanceVenue:
         self._early: list[OrderEvent] = []  # events before a listener was set (start-up)
         # queued, not yet handed to the manager: they count as open (a halt must see them)
         self._queued: dict[str, OrderIntent] = {}
+        self._queued_signal = False  # a command was queued since the frame reader last asked
         self._lists: dict[str, tuple[str, str]] = {}  # leg id -> (list id, other leg id)
         self._algo_of_order: dict[str, str] = {}  # triggered algo's order id -> client algo id
         self._balances: dict[str, Balance] = {}
@@ -184,6 +185,7 @@ class BinanceVenue:
         """Queue an order (the caller journaled it); its events arrive through the listener."""
         self._queue(intent.symbol).put_nowait(_Submit(intent, now_ms))
         self._queued[intent.client_order_id] = intent
+        self._queued_signal = True
         return []
 
     def submit_list(
@@ -197,12 +199,19 @@ class BinanceVenue:
         self._queue(first.symbol).put_nowait(_SubmitList(command))
         for leg in legs:
             self._queued[leg.client_order_id] = leg
+        self._queued_signal = True
         return []
 
     def cancel(self, symbol: str, client_order_id: str, now_ms: int) -> list[OrderEvent]:
         """Queue a cancel behind anything already queued for the symbol."""
         self._queue(symbol).put_nowait(_Cancel(symbol, client_order_id))
+        self._queued_signal = True
         return []
+
+    def take_queued_signal(self) -> bool:
+        """Return (and clear) whether a command was queued: its sender needs the event loop."""
+        queued, self._queued_signal = self._queued_signal, False
+        return queued
 
     def advance(self, now_ms: int) -> list[OrderEvent]:
         return []  # the exchange keeps its own time

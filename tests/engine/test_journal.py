@@ -223,3 +223,22 @@ os._exit(9)  # the venue call would have come here
     ]
     assert j.equity() == []
     j.close()
+
+
+def test_the_write_ahead_log_is_folded_in_only_by_checkpoint(tmp_path):
+    """No automatic checkpoint on the commit path; checkpoint() moves committed rows to the file."""
+    path = tmp_path / "j.sqlite"
+    j = Journal.open(path)
+    j.checkpoint()  # the schema into the file
+    j.record_intent(ENTRY, 1000)
+
+    def rows_in_database_file() -> int:
+        # immutable=1 reads the database file alone, ignoring the write-ahead log
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
+
+    assert j._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert rows_in_database_file() == 0  # committed, but only in the log so far
+    j.checkpoint()
+    assert rows_in_database_file() == 1
+    j.close()
