@@ -247,7 +247,7 @@ def _secret_keys(node: Any, path: str = "", seen: set[int] | None = None) -> lis
     if isinstance(node, dict):
         for key, value in node.items():
             sub = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and SECRET_KEY_RE.search(key) and not isinstance(value, (dict, list)):
+            if isinstance(key, str) and SECRET_KEY_RE.search(key):  # whatever its value's shape
                 found.append(sub)
             found += _secret_keys(value, sub, seen)
     elif isinstance(node, list):

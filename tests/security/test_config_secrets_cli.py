@@ -106,12 +106,6 @@ def test_doctor_reports_the_same_lines_as_failures_without_values(tmp_path: Path
         assert value not in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/config.py _secret_keys skips a secret-looking key whose value is a list or a "
-    "mapping (`not isinstance(value, (dict, list))`): `api_keys: [...]` or `binance: {secret: "
-    "{value: ...}}` are refused only as unknown keys, without the pointer to the environment",
-)
 def test_list_or_mapping_valued_secrets_also_get_the_pointer(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("api_keys: [cfgListValuedKey0006, cfgListValuedKey0007]\n"
