@@ -62,6 +62,7 @@ class ChaosPlan:
 
 @dataclass
 class ChaosResult:
+    plan: ChaosPlan
     verdict: Verdict
     log: ChaosLog
     kills: list[dict[str, Any]] = field(default_factory=list)
@@ -108,7 +109,7 @@ async def run_chaos(
     journal_path = workdir / "journal.sqlite"
     probe = JournalProbe(journal_path)
     logs = LogLines(workdir / "engine.jsonl")
-    result = ChaosResult(Verdict(), log)
+    result = ChaosResult(plan, Verdict(), log)
 
     async with SimServer(tapes, speed=plan.speed, trading=True) as sim:
         assert sim.trading is not None

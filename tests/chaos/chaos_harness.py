@@ -100,7 +100,10 @@ def engine_config(
             "journal": str(workdir / "journal.sqlite"),
         },
         "logging": {"console": "off", "level": "INFO", "file": "engine.jsonl"},
-        "book": {"snapshot_limit": 5000, "min_resync_interval_s": 0.05},
+        "book": {
+            "snapshot_limit": 5000 if market == "spot" else 1000,
+            "min_resync_interval_s": 0.05,
+        },
         "features": {"sets": [QUICK_SET.model_dump(mode="json")]},
         "models": {"dir": str(models_dir)},
         "strategy": strategy,
@@ -161,6 +164,10 @@ class EngineProcess:
     async def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM the engine and wait for its orderly exit; return the exit code."""
         assert self.proc is not None
+        if not self.alive:  # it exited by itself: the caller reports the code
+            code = await self.proc.wait()
+            self.exit_codes.append(code)
+            return code
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.wait_for(self.proc.wait(), timeout_s)

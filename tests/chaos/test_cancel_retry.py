@@ -14,7 +14,9 @@ from engine.orders import OrderStatus
 from exchange.binance.order_manager import OrderManagerConfig
 
 
-async def test_cancel_refused_twice_for_its_timestamp_is_sent_again(frozen_spot: FrozenSpot) -> None:
+async def test_cancel_refused_twice_for_its_timestamp_is_sent_again(
+    frozen_spot: FrozenSpot,
+) -> None:
     await frozen_spot.resting_buy("t-cx-ts")
     assert frozen_spot.sim.trading is not None
     frozen_spot.sim.trading.faults.timestamp_error(2)  # the cancel, then its re-signed resend

@@ -15,7 +15,9 @@ from exchange.binance.userstream import UserStreamGap, UserStreamItem, UserStrea
 from exchange.binance.venue import BinanceVenue
 
 
-async def test_order_closed_during_a_gap_is_reconciled_despite_a_503(frozen_spot: FrozenSpot) -> None:
+async def test_order_closed_during_a_gap_is_reconciled_despite_a_503(
+    frozen_spot: FrozenSpot,
+) -> None:
     queue: asyncio.Queue[UserStreamItem] = asyncio.Queue()
     venue = BinanceVenue(Market.SPOT, ["BTCUSDT"], frozen_spot.rest, frozen_spot.manager,
                          frozen_spot.clock, queue)  # fmt: skip
@@ -28,5 +30,7 @@ async def test_order_closed_during_a_gap_is_reconciled_despite_a_503(frozen_spot
     frozen_spot.sim.faults.http_error(503, 2)
     await venue.on_user_item(UserStreamLive("disconnected", 0))
     assert frozen_spot.manager.status("t-gap-1") is OrderStatus.CANCELED
-    assert [type(e) for e in frozen_spot.events if e.client_order_id == "t-gap-1"][-1] is OrderCanceled
+    assert [type(e) for e in frozen_spot.events if e.client_order_id == "t-gap-1"][
+        -1
+    ] is OrderCanceled
     assert frozen_spot.sim.faults.http_errors == []
