@@ -109,7 +109,9 @@ class Dashboard:
             offered = header[len("Bearer ") :]
         if not offered:
             raise web.HTTPUnauthorized(text="dashboard: a token is required (?token=...)")
-        if not hmac.compare_digest(offered.encode(), self._token):
+        # surrogateescape: a header byte that is not UTF-8 arrives as a lone surrogate, which
+        # plain .encode() refuses (a 500); it is simply not the token
+        if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), self._token):
             self.log.warning("dashboard_bad_token", path=request.path, remote=request.remote)
             raise web.HTTPForbidden(text="dashboard: wrong token")
         return await handler(request)
