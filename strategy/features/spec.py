@@ -234,7 +234,7 @@ def _dispatch_on_kind(value: Any, handler: Callable[[Any], Any]) -> Any:
     if not isinstance(value, Mapping):
         raise _message("a generator is a mapping with a `kind` (talib, book, stats, custom)")
     kind = value.get("kind")
-    if kind not in _BY_KIND:
+    if not isinstance(kind, str) or kind not in _BY_KIND:  # a list or a mapping is unhashable
         fail(("kind",), f"{kind!r} is not a generator kind (talib, book, stats, custom)", kind)
     return _BY_KIND[kind].model_validate(value)
 

@@ -275,6 +275,7 @@ _FOUND = {
     "bool tag": "telegram: {enabled: !!bool x}\n",
     "int tag underscore": "fold: {grace_ms: !!int _}\n",
     "float tag": "dashboard: {push_interval_s: !!float .}\n",
+    "generator kind a list": "features: {sets: [{name: a, frequency: minute, generators: [{kind: []}]}]}\n",
 }
 
 
