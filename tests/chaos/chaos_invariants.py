@@ -24,7 +24,7 @@ from engine.model import Market
 from exchange.sim.server import SimServer
 from exchange.sim.trading.orders import AlgoRecord, OrderRecord
 
-INVARIANTS = ("duplicated", "lost", "unprotected", "fills", "over_protected")
+INVARIANTS = ("duplicated", "lost", "unprotected", "fills", "over_protected", "oversold")
 SPOT_STOP_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT"})
 USDM_STOP_TYPES = frozenset({"STOP_MARKET", "STOP"})
 
@@ -158,6 +158,8 @@ def _check_protection(
     algos: list[AlgoRecord],
     last_run_log: list[dict[str, Any]],
 ) -> None:
+    if market is Market.SPOT:
+        _check_never_oversold(verdict, orders)
     positions: dict[str, Decimal] = {o.symbol: Decimal(0) for o in orders}
     for o in orders:
         for f in o.fills:
@@ -170,13 +172,7 @@ def _check_protection(
         if qty == 0:
             continue
         if market is Market.SPOT and qty < 0:
-            verdict.fail(
-                "over_protected",
-                f"{symbol}: sold {-qty} more than bought on spot (orders: "
-                + "; ".join(_order_row(o) for o in orders if o.symbol == symbol)
-                + ")",
-            )
-            continue
+            continue  # _check_never_oversold reports it
         closing = "SELL" if qty > 0 else "BUY"
         if market is Market.SPOT:
             covered = sum((o.orig_qty - o.executed_qty for o in orders
@@ -203,6 +199,27 @@ def _check_protection(
                      f"{working or 'nothing'}")  # fmt: skip
 
 
+def _check_never_oversold(verdict: Verdict, orders: list[OrderRecord]) -> None:
+    """On spot the engine's coins, bought by its own orders, never go below zero, fill by fill."""
+    by_symbol: dict[str, list[tuple[int, int, Decimal, OrderRecord]]] = {}
+    for o in orders:
+        for f in o.fills:
+            signed = f.qty if o.side == "BUY" else -f.qty
+            by_symbol.setdefault(o.symbol, []).append((f.ts_ms, f.trade_id, signed, o))
+    for symbol, fills in sorted(by_symbol.items()):
+        held = Decimal(0)
+        for ts_ms, trade_id, signed, order in sorted(fills, key=lambda r: (r[0], r[1])):
+            held += signed
+            if held < 0:
+                verdict.fail(
+                    "oversold",
+                    f"{symbol}: holding {held} after trade {trade_id} at {ts_ms} of "
+                    f"{order.client_order_id} (sold more than the engine bought); orders: "
+                    + "; ".join(_order_row(o) for o in orders if o.symbol == symbol),
+                )
+                break
+
+
 def _check_not_over_protected(
     verdict: Verdict,
     market: Market,
@@ -224,6 +241,12 @@ def _check_not_over_protected(
                  and not a.reduce_only and a.order_type in USDM_STOP_TYPES]  # fmt: skip
         working = sum((a.quantity for a in stops if isinstance(a, AlgoRecord)), Decimal(0))
         bought = Decimal(0)  # reduce-only and closePosition stops cannot open a position
+        closing = [a for a in algos if a.symbol == symbol and a.is_open and a.reduce_only
+                   and a.order_type in USDM_STOP_TYPES]  # fmt: skip
+        if sum((a.quantity for a in closing), Decimal(0)) > abs(qty):
+            # harmless until a new position opens: then it closes that one at this level
+            verdict.notes.append(f"{symbol}: reduce-only stops for more than the position {qty}: "
+                                 + "; ".join(_algo_row(a) for a in closing))  # fmt: skip
     if working > bought:
         rows = "; ".join(
             _order_row(o) if isinstance(o, OrderRecord) else _algo_row(o) for o in stops
