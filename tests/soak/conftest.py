@@ -19,5 +19,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("soak") is not None or "tests/soak/" not in item.nodeid:
             continue
         item.own_markers[:] = [
-            m for m in item.own_markers if not (m.name == "skip" and m.kwargs.get("reason") == _REASON)
+            m
+            for m in item.own_markers
+            if not (m.name == "skip" and m.kwargs.get("reason") == _REASON)
         ]

@@ -27,7 +27,9 @@ async def run(config_path: str) -> int:
     clock = ScaledClock.from_spec(os.environ["TICKLOOP_SOAK_CLOCK"])
     journal_path = config.paths.journal_path()
     journal_path.parent.mkdir(parents=True, exist_ok=True)
-    app = App(config, clock=clock, tick_sizes=await fetch_tick_sizes(config), journal_path=journal_path)
+    app = App(
+        config, clock=clock, tick_sizes=await fetch_tick_sizes(config), journal_path=journal_path
+    )
     attach_surfaces(app, config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

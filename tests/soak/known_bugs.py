@@ -20,7 +20,7 @@ class Context:
     """What a signature may look at besides the violation: the phase's files and earlier finds."""
 
     workdir: Path | None
-    earlier: list[Violation]
+    symptoms: dict[tuple[str, str], int]  # every mismatch the checker saw: first server ms
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,29 @@ class KnownBug:
 def _unknown_overwrote_report(v: Violation, _: Context) -> bool:
     # journal left UNKNOWN (or NEW after a late re-acceptance) although the exchange finished the
     # order and every fill of it is journaled
-    found = re.match(r"journal (UNKNOWN|NEW) (\S+), exchange (FILLED|EXPIRED|CANCELED) (\S+)$", v.detail)
+    found = re.match(
+        r"journal (UNKNOWN|NEW) (\S+), exchange (FILLED|EXPIRED|CANCELED) (\S+)$", v.detail
+    )
     return v.kind == "lost" and found is not None and float(found[2]) == float(found[4])
+
+
+_EXIT_ID = re.compile(r"^[A-Za-z0-9]+-([A-Z0-9]+)-\d+-ex\d*(?:r\d+)?$")
 
 
 def _stacked_exits(v: Violation, ctx: Context) -> bool:
     if v.kind == "duplicated" and v.key.endswith(" exits"):
         return True
-    if v.kind != "unprotected":
+    if v.kind == "unprotected":
+        symbol = v.key
+    elif v.kind == "lost" and (found := _EXIT_ID.match(v.key)) and "no such order" in v.detail:
+        symbol = found[1]  # an exit still queued behind the stacked ones
+    else:
         return False
-    # what follows on that symbol: a spot short, then exits of the short that overshoot again
-    return "sold base it never bought" in v.detail or any(
-        e.kind == "duplicated" and e.key == f"{v.key} exits" for e in ctx.earlier
-    )
+    # once exits stacked beyond the position on a symbol (seen at any check, healed or not), what
+    # follows there is their doing: a spot short, exits of the short that overshoot again, a
+    # position left without stops, exits waiting in a queue that never drains
+    since = ctx.symptoms.get(("duplicated", f"{symbol} exits"))
+    return "sold base it never bought" in v.detail or (since is not None and since <= v.server_ms)
 
 
 def _startup_not_retried(v: Violation, ctx: Context) -> bool:
@@ -56,27 +66,46 @@ def _startup_not_retried(v: Violation, ctx: Context) -> bool:
     return "exchange.errors.Retryable" in text and "start_session" in text
 
 
+def _funding_not_reported(v: Violation, _: Context) -> bool:
+    return v.kind == "account" and v.key == "engine:wallet:USDT"
+
+
 KNOWN_BUGS = (
     KnownBug(
-        "B1", "exchange/binance/order_manager.py _place: an UnknownOutcome (timeout, 5xx) arriving "
+        "B1",
+        "exchange/binance/order_manager.py _place: an UnknownOutcome (timeout, 5xx) arriving "
         "after the user stream already reported the order marks it UNKNOWN in the journal and the "
         "manager, and nothing resolves it (the stream wait returns at once, reconciliation skips "
-        "UNKNOWN)", _unknown_overwrote_report,
+        "UNKNOWN)",
+        _unknown_overwrote_report,
     ),
     KnownBug(
-        "B2", "engine/trading.py _exit / risk/gate.py request_exit: while an exit is queued or "
+        "B2",
+        "engine/trading.py _exit / risk/gate.py request_exit: while an exit is queued or "
         "unanswered, the strategy's exit is requested again every cooldown, each for the whole "
         "position; the stacked exits overshoot (on spot: sell base never bought, then buy back "
-        "too much), and what follows on that symbol is unprotected", _stacked_exits,
+        "too much), and what follows on that symbol is unprotected",
+        _stacked_exits,
     ),
     KnownBug(
-        "B3", "engine/live_start.py start_session: a Retryable answer (429, 418, 5xx) during "
-        "start-up is not retried: the process exits 1 with a traceback", _startup_not_retried,
+        "B3",
+        "engine/live_start.py start_session: a Retryable answer (429, 418, 5xx) during "
+        "start-up is not retried: the process exits 1 with a traceback",
+        _startup_not_retried,
+    ),
+    KnownBug(
+        "B4",
+        "exchange/sim/trading/desk.py _account_update: the simulator's FUNDING_FEE "
+        'ACCOUNT_UPDATE carries bc "0" (Binance: the funding amount), so the engine books no '
+        "funding and its USDⓈ-M wallet drifts from the exchange's (a simulator bug)",
+        _funding_not_reported,
     ),
 )
 
 
-def explain(v: Violation, workdir: Path | None = None, earlier: list[Violation] | None = None) -> str | None:
+def explain(
+    v: Violation, workdir: Path | None = None, symptoms: dict[tuple[str, str], int] | None = None
+) -> str | None:
     """Return the code of the known bug a violation matches, None if it is unexplained."""
-    ctx = Context(workdir, earlier or [])
+    ctx = Context(workdir, symptoms or {})
     return next((bug.code for bug in KNOWN_BUGS if bug.matches(v, ctx)), None)

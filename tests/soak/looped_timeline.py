@@ -10,16 +10,17 @@ and a client must notice the gap and resync from a REST snapshot, as after any g
 Prices jump there too, like a market gap.
 
 Frames are made on demand (a day of a 6-minute tape is ~250 copies); the payload bytes of a
-shifted frame are re-encoded only when a connection actually sends them.
+shifted frame are rewritten only when a connection actually sends them. Streams nothing here
+subscribes to are left out.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -28,7 +29,13 @@ from exchange.sim.timeline import DepthDiffInfo, Frame, Snapshot, Timeline, load
 
 SEAM_GAP_NS = 1_000_000_000  # market silence between the end of one copy and the next
 DEPTH_ID_JUMP = 1_000  # depth ids skipped at a seam: the gap every client must resync across
-_DROPPED_SUFFIXES = ("@bookTicker",)  # nothing here subscribes to them: half the frames
+# streams nobody subscribes to here (a third to a half of the frames): bookTicker; spot's
+# synthesized aggTrade (the engine and the exchange's matching read @trade); USDⓈ-M's @trade
+# (the engine reads aggTrade, and so does the exchange when no @trade is served)
+DROPPED_SUFFIXES = {
+    Market.SPOT: ("@bookTicker", "@aggTrade"),
+    Market.USDM: ("@bookTicker", "@trade"),
+}
 
 SymbolKey = tuple[Market, str]
 
@@ -88,10 +95,8 @@ class ShiftedFrame(Frame):
     @property  # type: ignore[override]
     def data(self) -> bytes:
         if self._data is None:
-            body = orjson.loads(self._base.data)
-            if isinstance(body, dict):
-                shift_payload(body, self._shift, (self.market, self.symbol or ""))
-            object.__setattr__(self, "_data", orjson.dumps(body))
+            shifted = shift_payload(self._base.data, self._shift, (self.market, self.symbol or ""))
+            object.__setattr__(self, "_data", shifted)
         return self._data  # type: ignore[return-value]
 
     @property  # type: ignore[override]
@@ -99,22 +104,22 @@ class ShiftedFrame(Frame):
         return b'{"stream":"%s","data":%s}' % (self.stream.encode(), self.data)
 
 
-def shift_payload(body: dict[str, Any], shift: CopyShift, key: SymbolKey) -> None:
-    """Move one event's times and ids in place (the fields each event type carries)."""
-    for name in ("E", "T"):
-        if isinstance(body.get(name), int) and body[name] > 0:
-            body[name] += shift.ms
-    kind = body.get("e")
-    if kind == "depthUpdate":
-        for name in ("U", "u", "pu"):
-            if name in body:
-                body[name] += shift.depth.get(key, 0)
-    elif kind == "trade":
-        body["t"] += shift.trade.get(key, 0)
-    elif kind == "aggTrade":
-        body["a"] += shift.agg.get(key, 0)
-        for name in ("f", "l"):
-            body[name] += shift.trade.get(key, 0)
+# The only integer fields of the events replayed here (prices and quantities are strings):
+# times E/T, depth ids U/u/pu, the trade id t, aggTrade ids a/f/l.
+_INTEGER_FIELD = re.compile(rb'"(E|T|U|u|pu|t|a|f|l)":(\d+)')
+
+
+def shift_payload(data: bytes, shift: CopyShift, key: SymbolKey) -> bytes:
+    """Move one event's times and ids (a regex over the bytes: far cheaper than a JSON round trip)."""
+    depth, trade = shift.depth.get(key, 0), shift.trade.get(key, 0)
+    moves = {b"E": shift.ms, b"T": shift.ms, b"U": depth, b"u": depth, b"pu": depth,
+             b"t": trade, b"a": shift.agg.get(key, 0), b"f": trade, b"l": trade}  # fmt: skip
+
+    def move(found: re.Match[bytes]) -> bytes:
+        value = int(found[2])
+        return b'"%s":%d' % (found[1], value + moves[found[1]] if value > 0 else value)
+
+    return _INTEGER_FIELD.sub(move, data)
 
 
 class LoopedFrames(Sequence[Frame]):
@@ -170,7 +175,7 @@ class LoopedFrames(Sequence[Frame]):
 def looped_timeline(tapes: Sequence[Path], market_s: float) -> Timeline:
     """Return the tapes' timeline repeated (shifted) to cover at least market_s seconds."""
     recorded = load_timeline(tapes)
-    frames = [f for f in recorded.frames if not f.stream.endswith(_DROPPED_SUFFIXES)]
+    frames = [f for f in recorded.frames if not f.stream.endswith(DROPPED_SUFFIXES[f.market])]
     span_ns = frames[-1].ts_recv_ns - frames[0].ts_recv_ns
     period_ms = math.ceil((span_ns + SEAM_GAP_NS) / 1e6)
     copies = max(1, math.ceil(market_s * 1e3 / period_ms))

@@ -34,20 +34,32 @@ async def run_soak(plan: SoakPlan, workdir: Path) -> list[PhaseResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.soak.run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--hours", type=float, default=24.0, help="market hours, in-process phase")
     parser.add_argument("--kill-hours", type=float, default=2.0, help="market hours, kill phase")
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--market", choices=("spot", "usdm"), default="spot")
-    parser.add_argument("--speed", type=float, default=100.0, help="market s per wall s, in-process")
+    parser.add_argument(
+        "--speed", type=float, default=100.0, help="market s per wall s, in-process"
+    )
     parser.add_argument("--kill-speed", type=float, default=20.0)
-    parser.add_argument("--fault-gap", type=float, default=60.0, help="mean market s between faults")
+    parser.add_argument(
+        "--fault-gap", type=float, default=60.0, help="mean market s between faults"
+    )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--cooldown",
+        type=int,
+        default=None,
+        help="the strategy's entry/exit cooldown in market s (default 30)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep journals and logs here")
     args = parser.parse_args(argv)
     plan = SoakPlan(market_hours=args.hours, kill_hours=args.kill_hours, kills=args.kills,
                     market=Market(args.market), speed=args.speed, kill_speed=args.kill_speed,
-                    fault_gap_s=args.fault_gap, seed=args.seed)  # fmt: skip
+                    fault_gap_s=args.fault_gap, seed=args.seed, cooldown_s=args.cooldown)  # fmt: skip
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tickloop-soak-"))
     phases = asyncio.run(run_soak(plan, workdir))
     summary = summarize(plan, phases)

@@ -29,8 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def engine_raw_config(
-    sim: SimServer, market: Market, symbols: list[str], models_dir: Path, workdir: Path,
-    speed: float, log_level: str = "WARNING",
+    sim: SimServer,
+    market: Market,
+    symbols: list[str],
+    models_dir: Path,
+    workdir: Path,
+    speed: float,
+    log_level: str = "WARNING",
+    cooldown_s: int | None = None,
 ) -> dict[str, Any]:
     """Return the engine's configuration (YAML-shaped): testnet on the simulator, journal in workdir."""
     endpoint = {"rest": sim.base_http, "ws": sim.base_ws}
@@ -41,20 +47,31 @@ def engine_raw_config(
         "mode": "testnet",
         "market": {"type": market.value, "symbols": symbols},
         "endpoints": endpoints,
-        "paths": {"data_dir": str(workdir / "data"), "log_dir": str(workdir),
-                  "journal": str(workdir / "journal.sqlite")},
+        "paths": {
+            "data_dir": str(workdir / "data"),
+            "log_dir": str(workdir),
+            "journal": str(workdir / "journal.sqlite"),
+        },
         "logging": {"console": "off", "level": log_level, "file": "engine.jsonl"},
-        "book": {"snapshot_limit": 5000 if market is Market.SPOT else 1000,
-                 "min_resync_interval_s": 0.05},
+        "book": {
+            "snapshot_limit": 5000 if market is Market.SPOT else 1000,
+            "min_resync_interval_s": 0.05,
+        },
         "streams": {
             "mark_price": market is Market.USDM,
-            "stall_timeout_s": {"depth": max(15.0, wall_s), "trade": None, "aggTrade": None,
-                                "markPrice": max(10.0, wall_s)},
+            "stall_timeout_s": {
+                "depth": max(15.0, wall_s),
+                "trade": None,
+                "aggTrade": None,
+                "markPrice": max(10.0, wall_s),
+            },
             "connection_timeout_s": max(90.0 if market is Market.SPOT else 200.0, 3 * wall_s),
         },
         "features": {"sets": [SOAK_SET.model_dump(mode="json")]},
         "models": {"dir": str(models_dir)},
-        "strategy": SOAK_STRATEGY,
+        "strategy": SOAK_STRATEGY
+        if cooldown_s is None
+        else {**SOAK_STRATEGY, "entry": {**SOAK_STRATEGY["entry"], "cooldown_s": cooldown_s}},
         # 300 wall ms of request latency; not Binance's 60 s maximum, which outlasts the order
         # manager's 60 s give-up and leaves a restarted engine's first unknown intent unresolved
         "execution": {"recv_window_ms": int(min(60_000, max(5_000, 300 * speed)))},

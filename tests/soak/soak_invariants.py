@@ -64,6 +64,8 @@ class Checker:
     _initial: dict[str, Decimal] = field(default_factory=dict)
     _pending: dict[tuple[str, str], tuple[float, int, str]] = field(default_factory=dict)
     _reported: set[tuple[str, str]] = field(default_factory=set)
+    # every mismatch ever seen, healed within the grace or not: (kind, key) -> first server ms
+    symptoms: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         desk = self.desk
@@ -77,14 +79,17 @@ class Checker:
         return self.sim.trading.spot if self.market is Market.SPOT else self.sim.trading.futures
 
     # -- the check ---------------------------------------------------------------------------------
-    def findings(self, rows: JournalRows, engine: dict[str, Decimal] | None = None) -> list[Finding]:
+    def findings(
+        self, rows: JournalRows, engine: dict[str, Decimal] | None = None
+    ) -> list[Finding]:
         """Return every mismatch now, recording nothing: (kind, key, detail, strict)."""
         intents, fills = rows
         return [*self._duplicates(fills), *self._stacked_exits(intents), *self._lost(intents, fills),
                 *self._protection(), *self._account(fills, engine)]  # fmt: skip
 
-    def check(self, rows: JournalRows, engine: dict[str, Decimal] | None = None, *,
-              final: bool = False) -> list[Violation]:
+    def check(
+        self, rows: JournalRows, engine: dict[str, Decimal] | None = None, *, final: bool = False
+    ) -> list[Violation]:
         """Run every check once; return the violations found now (also kept in `violations`)."""
         self.checks += 1
         return self._settle(self.findings(rows, engine), final)
@@ -93,14 +98,14 @@ class Checker:
         """Record a violation found elsewhere (a book comparison), strict."""
         self._settle([(kind, key, detail, True)], False, forget=False)
 
-    def _settle(self, found: list[Finding], final: bool,
-                forget: bool = True) -> list[Violation]:
+    def _settle(self, found: list[Finding], final: bool, forget: bool = True) -> list[Violation]:
         now_wall, now_ms = time.monotonic(), self.sim.server_time_ms()
         new: list[Violation] = []
         current = set()
         for kind, key, detail, strict in found:
             ident = (kind, key)
             current.add(ident)
+            self.symptoms.setdefault(ident, now_ms)
             first_wall, first_ms, _ = self._pending.setdefault(ident, (now_wall, now_ms, detail))
             due = (now_wall - first_wall >= self.grace_wall_s
                    and now_ms - first_ms >= self.grace_market_s * 1000)  # fmt: skip
@@ -164,7 +169,8 @@ class Checker:
         for algo in desk.algos.values():
             if algo.actual_order_id is None:
                 status = {"NEW": OrderStatus.NEW, "TRIGGERING": OrderStatus.NEW}.get(
-                    algo.status, _STATUS.get(algo.status, OrderStatus.EXPIRED))
+                    algo.status, _STATUS.get(algo.status, OrderStatus.EXPIRED)
+                )
                 out[algo.client_algo_id] = (status, ZERO)
         for order in desk.orders.values():  # a triggered algo's order reports under its algo id
             out[order.client_order_id] = (_STATUS[order.status], order.executed_qty)
@@ -175,13 +181,27 @@ class Checker:
         ours = {r.intent.client_order_id: r for r in intents}
         for cid in self._placements():
             if cid.startswith(self.prefix) and cid not in ours:
-                out.append(("lost", cid, "on the exchange, never journaled (intent not written first)", True))
+                out.append(
+                    (
+                        "lost",
+                        cid,
+                        "on the exchange, never journaled (intent not written first)",
+                        True,
+                    )
+                )
         exchange = self._exchange_status()
         for cid, record in ours.items():
             seen = exchange.get(cid)
             if seen is None:
                 if record.status is not OrderStatus.REJECTED:
-                    out.append(("lost", cid, f"journal says {record.status.value}, the exchange has no such order", False))
+                    out.append(
+                        (
+                            "lost",
+                            cid,
+                            f"journal says {record.status.value}, the exchange has no such order",
+                            False,
+                        )
+                    )
                 continue
             status, filled = seen
             if record.status is not status or record.filled_qty != filled:
@@ -190,7 +210,9 @@ class Checker:
         journaled = {(f.client_order_id, f.trade_id) for f in fills}
         for key in self._exchange_fills():
             if key[0].startswith(self.prefix) and key not in journaled:
-                out.append(("lost", f"{key[0]}#{key[1]}", "exchange fill missing from the journal", False))
+                out.append(
+                    ("lost", f"{key[0]}#{key[1]}", "exchange fill missing from the journal", False)
+                )
         return out
 
     # -- protected ----------------------------------------------------------------------------------
@@ -203,7 +225,9 @@ class Checker:
         out = {}
         for symbol in self.symbols:
             base = self._base[symbol]
-            held = (balances[base].total if base in balances else ZERO) - self._initial.get(base, ZERO)
+            held = (balances[base].total if base in balances else ZERO) - self._initial.get(
+                base, ZERO
+            )
             if held != 0:
                 out[symbol] = held
         return out
@@ -227,7 +251,14 @@ class Checker:
             if abs(qty) < step:
                 continue  # dust below one lot cannot be sold, nor protected
             if self.market is Market.SPOT and qty < 0:
-                out.append(("unprotected", symbol, f"spot position {qty}: sold base it never bought", False))
+                out.append(
+                    (
+                        "unprotected",
+                        symbol,
+                        f"spot position {qty}: sold base it never bought",
+                        False,
+                    )
+                )
                 continue
             cover = self._stop_cover(symbol, qty)
             if cover < abs(qty):
@@ -241,9 +272,15 @@ class Checker:
             positions: dict[str, Decimal] = {}
             for f in fills:
                 signed = f.quantity if f.side.value == "BUY" else -f.quantity
-                positions[f"position:{f.symbol}"] = positions.get(f"position:{f.symbol}", ZERO) + signed
+                positions[f"position:{f.symbol}"] = (
+                    positions.get(f"position:{f.symbol}", ZERO) + signed
+                )
             return positions
-        balances = {a: v for a, v in self._initial.items() if a in set(self._base.values()) | set(self._quote.values())}
+        balances = {
+            a: v
+            for a, v in self._initial.items()
+            if a in set(self._base.values()) | set(self._quote.values())
+        }
         for f in fills:
             base, quote = self._base[f.symbol], self._quote[f.symbol]
             sign = 1 if f.side.value == "BUY" else -1
@@ -261,7 +298,9 @@ class Checker:
         assets = set(self._base.values()) | set(self._quote.values())
         return {a: balances[a].total if a in balances else ZERO for a in assets}
 
-    def _account(self, fills: list[OrderFilled], engine: dict[str, Decimal] | None) -> list[Finding]:
+    def _account(
+        self, fills: list[OrderFilled], engine: dict[str, Decimal] | None
+    ) -> list[Finding]:
         out = []
         exchange = self.exchange_account()
         for source, held in (("journal", self.journal_account(fills)), ("engine", engine)):
@@ -271,7 +310,9 @@ class Checker:
             for key in sorted(set(held) | {k for k in exchange if not k.startswith("wallet:")}):
                 ours, theirs = held.get(key, ZERO), exchange.get(key, ZERO)
                 if ours != theirs:
-                    out.append(("account", f"{source}:{key}", f"{source} {ours}, exchange {theirs}", False))
+                    out.append(
+                        ("account", f"{source}:{key}", f"{source} {ours}, exchange {theirs}", False)
+                    )
         return out
 
     def summary(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ from tests.soak.soak_invariants import Checker
 from tests.soak.soak_probes import RssSeries, rss_mb
 from tests.soak.soak_run import (
     PhaseResult,
+    ReplayLag,
     SoakPlan,
     count_recoveries,
     fault_driver,
@@ -47,7 +48,9 @@ async def run_with_kills(plan: SoakPlan, workdir: Path) -> PhaseResult:
     wall0 = time.monotonic()
     async with new_sim(plan, clock, market_s) as sim:
         symbols = sorted(sim.depth_symbols())
-        raw = engine_raw_config(sim, plan.market, symbols, models, workdir, plan.kill_speed, "INFO")
+        raw = engine_raw_config(
+            sim, plan.market, symbols, models, workdir, plan.kill_speed, "INFO", plan.cooldown_s
+        )
         engine = EngineProcess(raw, workdir, clock)
         checker = Checker(sim, plan.market, tuple(symbols), grace_market_s=plan.grace_market_s,
                           grace_wall_s=plan.grace_wall_s)  # fmt: skip
@@ -61,13 +64,21 @@ async def run_with_kills(plan: SoakPlan, workdir: Path) -> PhaseResult:
         def elapsed_s() -> float:
             return (clock.monotonic_ns() - start_ns) / 1e9
 
+        lag = ReplayLag(sim, clock)
+
         async def minutes() -> None:
             while True:
                 await clock.sleep(60)
+                if not faults_off.is_set():  # the replay pauses at the end: no lag to see
+                    result.replay_lag_s.append(lag.sample())
                 if engine.pid is not None:
                     rss.add(elapsed_s(), rss_mb(engine.pid))
                 elif not down.is_set():  # it died by itself: a crash is a bug; start it again
-                    checker.record_now("crash", f"start {engine.starts}", f"engine exited with {engine.proc.returncode if engine.proc else None}")
+                    checker.record_now(
+                        "crash",
+                        f"start {engine.starts}",
+                        f"engine exited with {engine.proc.returncode if engine.proc else None}",
+                    )
                     await engine.start()
                 checker.check(read_journal(journal))
 
@@ -105,7 +116,9 @@ async def run_with_kills(plan: SoakPlan, workdir: Path) -> PhaseResult:
             await clock.sleep(plan.settle_s)
             sim.pause()
             result.market_s = elapsed_s()  # the final check's wait is not market time
-            await final_check(checker, lambda: read_journal(journal), lambda: None, wait_wall_s=15.0)
+            await final_check(
+                checker, lambda: read_journal(journal), lambda: None, wait_wall_s=15.0
+            )
 
         await engine.start()
         try:
@@ -120,9 +133,12 @@ async def run_with_kills(plan: SoakPlan, workdir: Path) -> PhaseResult:
         finally:
             code = await engine.stop()
         if code not in (0, -9, -15):  # -15: stopped while still starting
-            result.notes.append(f"the last engine exited with code {code} (see {workdir}/stderr-*.txt)")
+            result.notes.append(
+                f"the last engine exited with code {code} (see {workdir}/stderr-*.txt)"
+            )
         result.faults = injector.injected
         result.violations = checker.violations
+        result.symptoms = checker.symptoms
         result.checks = checker.checks
         result.orders = len(checker._placements())
         result.fills = sum(len(o.fills) for o in checker.desk.orders.values())

@@ -45,13 +45,27 @@ def summarize(plan: SoakPlan, phases: list[PhaseResult]) -> dict[str, Any]:
         "market_hours": round(sum(p.market_s for p in phases) / 3600, 3),
         "wall_s": round(sum(p.wall_s for p in phases), 1),
         "phases": [
-            {"name": p.name, "market_hours": round(p.market_s / 3600, 3), "wall_s": round(p.wall_s, 1),
-             "speed": plan.speed if p.name == "in-process" else plan.kill_speed,
-             "checks": p.checks, "orders": p.orders, "fills": p.fills,
-             "books_compared": p.books_compared, "faults": dict(p.faults),
-             "recoveries": dict(p.recoveries),
-             "violations": [{**vars(v), "known_bug": c} for v, c in zip(p.violations, _explained(p), strict=True)],
-             "notes": p.notes}
+            {
+                "name": p.name,
+                "market_hours": round(p.market_s / 3600, 3),
+                "wall_s": round(p.wall_s, 1),
+                "speed": plan.speed if p.name == "in-process" else plan.kill_speed,
+                "checks": p.checks,
+                "orders": p.orders,
+                "fills": p.fills,
+                "books_compared": p.books_compared,
+                "faults": dict(p.faults),
+                "replay_lag_s": {
+                    "max": round(max(p.replay_lag_s, default=0.0), 1),
+                    "end": round(p.replay_lag_s[-1] if p.replay_lag_s else 0.0, 1),
+                },
+                "recoveries": dict(p.recoveries),
+                "violations": [
+                    {**vars(v), "known_bug": c}
+                    for v, c in zip(p.violations, _explained(p), strict=True)
+                ],
+                "notes": p.notes,
+            }
             for p in phases
         ],
         "faults_injected": dict(sorted(faults.items())),
@@ -65,18 +79,30 @@ def summarize(plan: SoakPlan, phases: list[PhaseResult]) -> dict[str, Any]:
         "rss_mb_range": None if span is None else [round(span[0], 1), round(span[1], 1)],
         "rss_flat_below_mb_per_h": plan.rss_flat_mb_per_h,
         "rss_flat": None if slope is None else slope < plan.rss_flat_mb_per_h,
-        "rows": _rows(plan, total_violations, total_violations - sum(known.values()),
-                      slope, sum(faults.values()), sum(p.market_s for p in phases) / 3600),
+        "rows": _rows(
+            plan,
+            total_violations,
+            total_violations - sum(known.values()),
+            slope,
+            sum(faults.values()),
+            sum(p.market_s for p in phases) / 3600,
+        ),
     }
 
 
 def _explained(phase: PhaseResult) -> list[str | None]:
     """Return the known bug (or None) of each violation of a phase, in order."""
-    return [explain(v, phase.workdir, phase.violations[:i]) for i, v in enumerate(phase.violations)]
+    return [explain(v, phase.workdir, phase.symptoms) for v in phase.violations]
 
 
-def _rows(plan: SoakPlan, violations: int, unexplained: int, slope: float | None, faults: int,
-          hours: float) -> list[dict[str, Any]]:
+def _rows(
+    plan: SoakPlan,
+    violations: int,
+    unexplained: int,
+    slope: float | None,
+    faults: int,
+    hours: float,
+) -> list[dict[str, Any]]:
     """The bench-report rows (standard keys: figure, value, unit, baseline, ratio, goal, met)."""
     none = {"baseline": "none (an absolute goal)", "baseline_value": None, "ratio": None}
     return [
@@ -99,7 +125,8 @@ def table(summary: dict[str, Any]) -> str:
     for phase in summary["phases"]:
         lines.append(f"  {phase['name']:<11} {phase['market_hours']:6.2f} h at x{phase['speed']:<5g} "
                      f"checks {phase['checks']:<5} orders {phase['orders']:<5} fills {phase['fills']:<6} "
-                     f"books compared {phase['books_compared']}")  # fmt: skip
+                     f"books compared {phase['books_compared']}  replay lag max "
+                     f"{phase['replay_lag_s']['max']} s, end {phase['replay_lag_s']['end']} s")  # fmt: skip
     lines.append(f"{'faults injected':<32}{summary['faults_total']:>8}")
     for kind, n in summary["faults_injected"].items():
         lines.append(f"  {kind:<30}{n:>8}")
@@ -110,12 +137,16 @@ def table(summary: dict[str, Any]) -> str:
     for kind, n in summary["violations_by_kind"].items():
         lines.append(f"  {kind:<30}{n:>8}")
     known = ", ".join(f"{c} x{n}" for c, n in summary["violations_known_bugs"].items()) or "none"
-    lines.append(f"  {'of which known bugs':<30}{sum(summary['violations_known_bugs'].values()):>8}  ({known})")
+    lines.append(
+        f"  {'of which known bugs':<30}{sum(summary['violations_known_bugs'].values()):>8}  ({known})"
+    )
     lines.append(f"  {'unexplained':<30}{summary['violations_unexplained']:>8}")
     slope = summary["rss_slope_mb_per_h"]
     flat = "n/a" if slope is None else ("flat" if summary["rss_flat"] else "GROWING")
-    lines.append(f"{'RSS slope MB/market h':<32}{'n/a' if slope is None else f'{slope:.3f}':>8}  "
-                 f"({flat}: below {summary['rss_flat_below_mb_per_h']}; range {summary['rss_mb_range']} MB)")
+    lines.append(
+        f"{'RSS slope MB/market h':<32}{'n/a' if slope is None else f'{slope:.3f}':>8}  "
+        f"({flat}: below {summary['rss_flat_below_mb_per_h']}; range {summary['rss_mb_range']} MB)"
+    )
     for phase in summary["phases"]:
         for v in phase["violations"][:20]:
             tag = f"[{v['known_bug']}] " if v["known_bug"] else ""

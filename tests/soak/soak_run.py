@@ -77,6 +77,7 @@ class SoakPlan:
     grace_market_s: float = 300.0
     grace_wall_s: float = 60.0  # two REST timeouts (10 s wall each) in a row, and then some
     log_level: str = "WARNING"
+    cooldown_s: int | None = None  # the strategy's entry/exit cooldown (None: SOAK_STRATEGY's 30 s)
 
 
 @dataclass
@@ -96,6 +97,28 @@ class PhaseResult:
     rss: RssSeries | None = None
     notes: list[str] = field(default_factory=list)
     workdir: Path | None = None
+    replay_lag_s: list[float] = field(default_factory=list)  # per market minute, see ReplayLag
+    symptoms: dict[tuple[str, str], int] = field(default_factory=dict)  # Checker.symptoms
+
+
+@dataclass
+class ReplayLag:
+    """How far the exchange's time (the replay) trails the shared clock, in market seconds.
+
+    The replay runs on the clock; if this machine cannot keep up at the chosen speed, the
+    engine's view of exchange time runs ahead of its market data (books look stale, entries are
+    refused). A lag that keeps growing means the speed is too high for the machine.
+    """
+
+    sim: SimServer
+    clock: ScaledClock
+    origin: tuple[int, int] | None = None  # (clock ns, server ms) at the first sample
+
+    def sample(self) -> float:
+        now_ns, server_ms = self.clock.monotonic_ns(), self.sim.server_time_ms()
+        if self.origin is None:
+            self.origin = (now_ns, server_ms)
+        return (now_ns - self.origin[0]) / 1e9 - (server_ms - self.origin[1]) / 1e3
 
 
 def market_of(tapes: list[Path]) -> Market:
@@ -188,8 +211,12 @@ def read_journal(path: Path) -> JournalRows:
         conn.close()
 
 
-async def final_check(checker: Checker, rows: Callable[[], JournalRows],
-                      engine: Callable[[], dict[str, Decimal] | None], wait_wall_s: float = 10.0) -> None:
+async def final_check(
+    checker: Checker,
+    rows: Callable[[], JournalRows],
+    engine: Callable[[], dict[str, Decimal] | None],
+    wait_wall_s: float = 10.0,
+) -> None:
     """After the replay paused: give the engine wall time to catch up, then check with no grace."""
     deadline = time.monotonic() + wait_wall_s
     while time.monotonic() < deadline and checker.findings(rows(), engine()):
@@ -197,8 +224,9 @@ async def final_check(checker: Checker, rows: Callable[[], JournalRows],
     checker.check(rows(), engine(), final=True)
 
 
-async def fault_driver(injector: FaultInjector, clock: ScaledClock, plan: SoakPlan,
-                       until: asyncio.Event) -> None:
+async def fault_driver(
+    injector: FaultInjector, clock: ScaledClock, plan: SoakPlan, until: asyncio.Event
+) -> None:
     rng = injector.rng
     await clock.sleep(plan.warmup_s)
     while not until.is_set():
@@ -218,7 +246,7 @@ async def run_in_process(plan: SoakPlan, workdir: Path) -> PhaseResult:
     async with new_sim(plan, clock, market_s) as sim:
         symbols = sorted(sim.depth_symbols())
         config = parse_config(engine_raw_config(sim, plan.market, symbols, models, workdir, plan.speed,
-                                                plan.log_level))  # fmt: skip
+                                                plan.log_level, plan.cooldown_s))  # fmt: skip
         configure_logging(config.logging, workdir)
         checker = Checker(sim, plan.market, tuple(symbols), grace_market_s=plan.grace_market_s,
                           grace_wall_s=plan.grace_wall_s)  # fmt: skip
@@ -226,9 +254,16 @@ async def run_in_process(plan: SoakPlan, workdir: Path) -> PhaseResult:
                               every=plan.book_every)  # fmt: skip
         sim.on_depth_sent(sampler.on_sim_depth)
         with sim_keys(), wall_clock_lead(plan.speed):
-            app = App(config, clock=clock, tick_sizes=await fetch_tick_sizes(config),
-                      journal_path=workdir / "journal.sqlite", on_book_changed=sampler.on_engine_book)
-            injector = FaultInjector(sim, kinds_for(plan.market), random.Random(plan.seed), plan.speed)
+            app = App(
+                config,
+                clock=clock,
+                tick_sizes=await fetch_tick_sizes(config),
+                journal_path=workdir / "journal.sqlite",
+                on_book_changed=sampler.on_engine_book,
+            )
+            injector = FaultInjector(
+                sim, kinds_for(plan.market), random.Random(plan.seed), plan.speed
+            )
             rss = result.rss = RssSeries(plan.warmup_s)
             faults_off = asyncio.Event()
             start_ns = clock.monotonic_ns()
@@ -240,10 +275,14 @@ async def run_in_process(plan: SoakPlan, workdir: Path) -> PhaseResult:
                 assert app.journal is not None
                 return app.journal.intents(), app.journal.fills()
 
+            lag = ReplayLag(sim, clock)
+
             async def minutes() -> None:
                 while True:
                     await clock.sleep(60)
                     rss.add(elapsed_s(), rss_mb())
+                    if not faults_off.is_set():  # the replay pauses at the end: no lag to see
+                        result.replay_lag_s.append(lag.sample())
                     if app.trading is not None:
                         checker.check(rows(), engine_account(app, checker))
 
@@ -266,6 +305,7 @@ async def run_in_process(plan: SoakPlan, workdir: Path) -> PhaseResult:
                     task.cancel()
         result.faults = injector.injected
         result.violations = checker.violations
+        result.symptoms = checker.symptoms
         result.checks = checker.checks
         result.books_compared = sampler.compared
         result.orders = len(checker._placements())

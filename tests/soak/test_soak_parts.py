@@ -17,9 +17,12 @@ def test_copies_continue_the_market_forward(tapes: dict[str, Path]) -> None:
     tape = tapes["spot_btcusdt"]
     recorded = load_timeline([tape])
     looped = looped_timeline([tape], market_s=15 * 60)  # a 5.8-minute tape: three copies
-    frames = looped.frames
+    frames = list(looped.frames)
     n = len(frames) // 3
-    assert len(frames) == 3 * n and n == sum(not f.stream.endswith("@bookTicker") for f in recorded.frames)
+    kept = [f for f in recorded.frames if f.stream.endswith(("@trade", "@depth@100ms"))]
+    assert len(frames) == 3 * n and n == len(
+        kept
+    )  # bookTicker and the synthesized aggTrade left out
     times = [f.ts_recv_ns for f in frames]
     assert times == sorted(times)  # receive time never goes back, across seams too
     trades = [orjson.loads(f.data)["t"] for f in frames if f.stream.endswith("@trade")]
@@ -29,16 +32,38 @@ def test_copies_continue_the_market_forward(tapes: dict[str, Path]) -> None:
     for seam in (per_copy, 2 * per_copy):  # one real gap at each seam, a chain inside a copy
         assert diffs[seam].first_update_id == diffs[seam - 1].final_update_id + DEPTH_ID_JUMP
         assert diffs[seam + 1].first_update_id == diffs[seam].final_update_id + 1
-    first = frames[0]
-    second_copy = frames[n]
-    shifted = orjson.loads(second_copy.data)
-    original = orjson.loads(first.data)
-    assert shifted["E"] - original["E"] == (second_copy.ts_recv_ns - first.ts_recv_ns) // 1_000_000
-    assert orjson.loads(second_copy.envelope)["data"] == shifted
+    assert orjson.loads(frames[n].envelope)["data"] == orjson.loads(frames[n].data)
     snaps = next(iter(looped.snapshots.values()))
     assert [s.last_update_id - snaps[0].last_update_id for s in snaps] == [
-        d.final_update_id - diffs[0].final_update_id for d in (diffs[0], diffs[per_copy], diffs[2 * per_copy])
+        d.final_update_id - diffs[0].final_update_id
+        for d in (diffs[0], diffs[per_copy], diffs[2 * per_copy])
     ]
+
+
+def test_shifted_payloads_move_exactly_the_time_and_id_fields(tapes: dict[str, Path]) -> None:
+    looped = looped_timeline([tapes["usdm_btcusdt_2023a"], tapes["usdm_btcusdt_2023b"]], 1200)
+    frames = list(looped.frames)
+    n = len(frames) // 3
+    base, third = frames[:n], frames[2 * n :]  # copy 2: moved by two periods
+    ms = (third[0].ts_recv_ns - base[0].ts_recv_ns) // 1_000_000
+    depth = (
+        next(f.depth for f in third if f.depth).final_update_id
+        - next(f.depth for f in base if f.depth).final_update_id
+    )
+    aggs = [orjson.loads(f.data) for f in base if f.stream.endswith("@aggTrade")]
+    agg_span = max(a["a"] for a in aggs) - min(a["a"] for a in aggs) + 1
+    trade_span = max(a["l"] for a in aggs) - min(a["f"] for a in aggs) + 1
+    by_field = {"E": ms, "T": ms, "U": depth, "u": depth, "pu": depth,
+                "a": 2 * agg_span, "f": 2 * trade_span, "l": 2 * trade_span}  # fmt: skip
+    seen = set()
+    for original, shifted in zip(base, third, strict=True):
+        expected = orjson.loads(original.data)
+        seen.add(expected["e"])
+        for name, by in by_field.items():
+            if isinstance(expected.get(name), int):  # depth "a" is the asks list: untouched
+                expected[name] += by
+        assert orjson.loads(shifted.data) == expected, expected["e"]
+    assert seen == {"depthUpdate", "aggTrade", "markPriceUpdate"}  # @trade and bookTicker left out
 
 
 def test_rss_slope_is_a_least_squares_fit_per_market_hour() -> None:
