@@ -33,6 +33,7 @@ class DenialReason(enum.StrEnum):
     DCA_LIMIT = "DCA_LIMIT"
     INVALID_REQUEST = "INVALID_REQUEST"
     FILTER_REJECT = "FILTER_REJECT"
+    EXIT_WORKING = "EXIT_WORKING"  # an exit for this position is already on its way
 
 
 @dataclass(frozen=True, slots=True)

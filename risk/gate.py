@@ -135,6 +135,9 @@ class RiskGate:
         self._working: dict[str, _Working] = {}
         self._dca: dict[str, DcaState] = {}
         self._sent: dict[str, OrderIntent] = {}
+        # symbol -> the exit order on its way: an asynchronous venue reports its fill later, and
+        # the position looks open until then; a second exit would sell what is not held
+        self._exits: dict[str, str] = {}
 
     @property
     def trading_state(self) -> TradingState:
@@ -363,7 +366,9 @@ class RiskGate:
     def request_exit(
         self, position: PositionView, reference_price: Decimal, ts_ms: int, reason: str = "exit"
     ) -> GateDecision:
-        """Close a position at market (always allowed); its protective orders are cancelled."""
+        """Close a position at market (once); its protective orders are cancelled."""
+        if (working := self._exits.get(position.symbol)) is not None:
+            return Denied(DenialReason.EXIT_WORKING, f"exit {working} is still working")
         filters = self._filters[position.symbol]
         side = Side.SELL if position.side is Side.BUY else Side.BUY
         draft = OrderDraft(
@@ -384,6 +389,7 @@ class RiskGate:
         )
         self._seq += 1
         exit_order = self._send(intent, ts_ms, reason)
+        self._exits[position.symbol] = intent.client_order_id
         # Working entries/adds are cancelled too; any part of them that still fills gets protected.
         cancels: tuple[Command, ...] = tuple(
             CancelOrder(w.symbol, coid, ts_ms, reason)
@@ -489,6 +495,12 @@ class RiskGate:
         ):
             self.rejects.remember(sent, reject)
         coid = getattr(event, "client_order_id", None)
+        symbol = getattr(event, "symbol", "")
+        if self._exits.get(symbol) == coid and (
+            isinstance(event, OrderCanceled | OrderExpired | OrderRejected)
+            or (isinstance(event, OrderFilled) and event.order_complete)
+        ):
+            del self._exits[symbol]  # done (or failed: a new exit may be asked for)
         if coid in self._working:
             return self._on_working_event(coid, event, last_price, ts_ms)
         symbol = getattr(event, "symbol", "")

@@ -442,3 +442,20 @@ def test_dca_is_blocked_while_reducing() -> None:
     gate.observe(EquityObserved(D(8900), NOW + 1))  # 11 % drawdown -> REDUCING
     add = gate.request_add("BTCUSDT", D(29400), NOW, account(), market())
     assert isinstance(add, Denied) and add.reason is DenialReason.TRADING_REDUCING
+
+
+def test_a_second_exit_waits_for_the_first_to_finish() -> None:
+    """An asynchronous venue reports the exit's fill later: asking again must not sell twice."""
+    gate = RiskGate(RiskConfig(), FILTERS)
+    view = PositionView("BTCUSDT", Side.BUY, D("0.010"), D(29000))
+    first = gate.request_exit(view, D(29000), NOW)
+    assert isinstance(first, Approved) and ids(first.commands) == ["tl-BTCUSDT-1-ex"]
+    again = gate.request_exit(view, D(29000), NOW + 1000)
+    assert isinstance(again, Denied) and again.reason is DenialReason.EXIT_WORKING
+    gate.on_order_event(filled("tl-BTCUSDT-1-ex", "0.004", "29000", Side.SELL, complete=False), D(29000), NOW)
+    assert isinstance(gate.request_exit(view, D(29000), NOW + 2000), Denied)  # still working
+    gate.on_order_event(OrderRejected("BTCUSDT", "tl-BTCUSDT-1-ex", "OTHER", "x", NOW), D(29000), NOW)
+    retry = gate.request_exit(view, D(29000), NOW + 3000)  # it ended: a new exit may go
+    assert isinstance(retry, Approved) and ids(retry.commands) == ["tl-BTCUSDT-2-ex"]
+    gate.on_order_event(filled("tl-BTCUSDT-2-ex", "0.010", "29000", Side.SELL, trade=2), D(29000), NOW)
+    assert isinstance(gate.request_exit(view, D(29000), NOW + 4000), Approved)
