@@ -175,6 +175,12 @@ def _walk(doc: Any, path: str) -> bool:
     return True
 
 
+def _unrenderable(key: object) -> bool:
+    """A key a dotted path cannot name unambiguously (".", "[", "]" or ": " inside it)."""
+    text = str(key)
+    return any(c in text for c in ".[]") or ": " in text
+
+
 def _check_problems(problems: list[str], file: Path, text: str) -> None:
     assert problems, "a ConfigError names at least one problem"
     try:
@@ -187,7 +193,7 @@ def _check_problems(problems: list[str], file: Path, text: str) -> None:
         assert sep and message.strip(), line
         if where == str(file) or where == "(top level)":
             continue
-        if isinstance(doc, dict) and not any(("." in str(k) or "[" in str(k)) for k in _keys(doc)):
+        if isinstance(doc, dict) and not any(_unrenderable(k) for k in _keys(doc)):
             assert _walk(doc, where), (line, text[:300])
 
 
