@@ -464,6 +464,12 @@ class OrderManager:
         )
         if order.executed_qty > known:
             rows = await self._call(trades_request(self.market, order.symbol, venue_id))
+            if isinstance(rows, list):
+                # Only this order's trades: others' (an endpoint that ignored orderId) would be
+                # folded as our fills and journaled under the wrong order for good. Rows that are
+                # not objects stay, for the parser to refuse.
+                rows = [r for r in rows
+                        if not isinstance(r, dict) or str(r.get("orderId")) == venue_id]  # fmt: skip
             order = dataclasses.replace(order, fills=parse_trades(self.market, rows))
         self.apply(dataclasses.replace(order, client_order_id=tracked.intent.client_order_id))
 

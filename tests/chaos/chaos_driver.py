@@ -30,7 +30,7 @@ from chaos_harness import (
     wait_for,
     write_yaml,
 )
-from chaos_invariants import Verdict, check_invariants
+from chaos_invariants import Verdict, check_invariants, desk_dump
 
 from engine.model import Market
 from exchange.sim.server import SimServer
@@ -184,6 +184,9 @@ async def run_chaos(
             **{f"rest:{k}": v for k, v in sim.faults.injected.items()},
         }
         result.verdict = check_invariants(sim, market, journal_path, result.runs[-1])
+        # for the post-mortem: the story, and the exchange's side as it stood
+        (workdir / "report.txt").write_text(result.report())
+        (workdir / "sim_desk.txt").write_text(desk_dump(sim, market))
     return result
 
 

@@ -140,6 +140,15 @@ def check_invariants(
     return verdict
 
 
+def desk_dump(sim: SimServer, market: Market) -> str:
+    """Return every order and algo order of the market's desk, one per line."""
+    assert sim.trading is not None
+    desk = sim.trading.spot if market is Market.SPOT else sim.trading.futures
+    rows = [_order_row(o) + f" algo_id={o.algo_id}" for o in desk.orders.values()]
+    rows += [_algo_row(a) for a in desk.algos.values()]
+    return "\n".join(rows) + "\n"
+
+
 def _sim_state(order: OrderRecord | None, algo: AlgoRecord | None) -> tuple[str, Decimal]:
     if order is not None:
         status = "EXPIRED" if order.status == "EXPIRED_IN_MATCH" else order.status

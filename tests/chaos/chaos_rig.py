@@ -1,4 +1,4 @@
-"""An order manager on a frozen simulated spot market (fixture `frozen_spot`) for focused cases."""
+"""An order manager on a frozen simulated market (fixtures frozen_spot, frozen_usdm) for focused cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.clock import LiveClock
-from engine.model import Side
+from engine.model import Market, Side
 from engine.orders import OrderEvent, OrderIntent, OrderStatus, OrderType
 from exchange.binance.order_manager import OrderManager
 from exchange.binance.rest import BinanceRest
@@ -16,17 +16,19 @@ from exchange.sim.trading.orders import OrderRecord
 
 @dataclass
 class FrozenSpot:
-    """A spot simulator paused on a settled book, a signed REST client and an order manager."""
+    """A simulator paused on a settled book (spot unless said), a signed REST client, a manager."""
 
     sim: SimServer
     rest: BinanceRest
     manager: OrderManager
     clock: LiveClock
     events: list[OrderEvent]
+    market: Market = Market.SPOT
 
     def on_sim(self, client_id: str) -> list[OrderRecord]:
         assert self.sim.trading is not None
-        return [o for o in self.sim.trading.spot.orders.values() if o.client_order_id == client_id]
+        desk = self.sim.trading.spot if self.market is Market.SPOT else self.sim.trading.futures
+        return [o for o in desk.orders.values() if o.client_order_id == client_id]
 
     async def resting_buy(self, client_id: str) -> OrderIntent:
         """Place a small LIMIT buy far below the bid (it rests); check the simulator took it."""

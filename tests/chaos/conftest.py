@@ -28,11 +28,27 @@ def spot_timeline(tapes: dict[str, Path]) -> Timeline:
     return load_timeline([tapes["spot_btcusdt"]])
 
 
+@pytest.fixture(scope="module")
+def usdm_timeline(tapes: dict[str, Path]) -> Timeline:
+    return load_timeline([tapes["usdm_btcusdt"]])
+
+
 @pytest.fixture
 async def frozen_spot(spot_timeline: Timeline, tmp_path: Path) -> AsyncIterator[FrozenSpot]:
+    async for rig in _frozen(spot_timeline, Market.SPOT, tmp_path):
+        yield rig
+
+
+@pytest.fixture
+async def frozen_usdm(usdm_timeline: Timeline, tmp_path: Path) -> AsyncIterator[FrozenSpot]:
+    async for rig in _frozen(usdm_timeline, Market.USDM, tmp_path):
+        yield rig
+
+
+async def _frozen(timeline: Timeline, market: Market, tmp_path: Path) -> AsyncIterator[FrozenSpot]:
     clock = LiveClock()
     async with (
-        SimServer(spot_timeline, speed=0, autostart=False, trading=True) as sim,
+        SimServer(timeline, speed=0, autostart=False, trading=True) as sim,
         aiohttp.ClientSession() as http,
     ):
         diffs = 0
@@ -48,11 +64,12 @@ async def frozen_spot(spot_timeline: Timeline, tmp_path: Path) -> AsyncIterator[
         sim.on_depth_sent(on_diff)
         sim.start()
         await ready.wait()
-        rest = BinanceRest(Market.SPOT, BinanceEndpoints(sim.base_http, sim.base_ws), clock, http,
+        endpoints = BinanceEndpoints(sim.base_http, sim.base_ws, market is Market.USDM)
+        rest = BinanceRest(market, endpoints, clock, http,
                            BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET), timeout_s=2.0)  # fmt: skip
         journal = Journal.open(tmp_path / "journal.sqlite")
         config = OrderManagerConfig(query_backoff_s=0.02, query_backoff_max_s=0.1, give_up_s=5.0)
         events: list[OrderEvent] = []
         manager = OrderManager(rest, journal, clock, events.append, config)
-        yield FrozenSpot(sim, rest, manager, clock, events)
+        yield FrozenSpot(sim, rest, manager, clock, events, market)
         journal.close()
