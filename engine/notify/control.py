@@ -66,8 +66,8 @@ class AppControl:
     def _no_trading(self) -> str:
         cfg = self.app.config
         return (
-            f"Not available in this mode: {cfg.mode} on {cfg.market.type.value} watches market "
-            "data only (no trading loop)."
+            f"Not available now: {cfg.mode} on {cfg.market.type.value} has no trading loop yet "
+            "(it starts once start-up reconciliation is done)."
         )
 
     def _now_ms(self, trading: TradingLoop) -> int:
@@ -92,7 +92,7 @@ class AppControl:
         trading = app.trading
         lines = [f"mode {cfg.mode} · {cfg.market.type.value}"]
         if trading is None:
-            lines.append("market data only: no trading in this mode")
+            lines.append("no trading loop yet: market data only until start-up is done")
         else:
             lines[0] += f" · trading {self._state_text(trading)}"
             stopped = sorted(self._stopped & set(trading.blocked))

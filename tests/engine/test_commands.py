@@ -104,7 +104,8 @@ async def test_heartbeat_line_reports_streams_and_books(tapes: dict[str, Path], 
     beats = [e for e in events if e["event"] == "heartbeat"]
     assert len(beats) >= 3
     beat = beats[-1]
-    assert beat["msgs_per_s"] > 0
+    # the last beat may fall after the tape ended (no frames in its interval)
+    assert any(b["msgs_per_s"] > 0 for b in beats)
     conn = next(iter(beat["connections"].values()))
     for key in ("frames", "reconnects", "stalls", "overflows"):
         assert key in conn

@@ -82,7 +82,7 @@ async def test_live_scores_equal_batch_scores(tapes: dict[str, Path], tiny_model
         app.models.listeners.append(scores.append)
 
     run = await live_run(
-        tapes["spot_btcusdt"], overrides={**feature_overrides(tiny_models), "mode": "live"},
+        tapes["spot_btcusdt"], overrides={**feature_overrides(tiny_models), "mode": "paper"},
         on_app=listen,
     )
     assert run.rows is not None

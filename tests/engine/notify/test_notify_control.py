@@ -19,7 +19,8 @@ from risk.state import TradingState
 
 QUIET = {"logging": {"console": "off", "file": None}}
 NO_TRADING = (
-    "Not available in this mode: testnet on spot watches market data only (no trading loop)."
+    "Not available now: testnet on spot has no trading loop yet (it starts once start-up "
+    "reconciliation is done)."
 )
 
 
@@ -40,7 +41,7 @@ def test_market_data_only_mode_says_not_available() -> None:
     control = AppControl(app)
     assert control.status() == (
         "mode testnet · spot\n"
-        "market data only: no trading in this mode\n"
+        "no trading loop yet: market data only until start-up is done\n"
         "BTCUSDT: book not synced, no model\n"
         "ETHUSDT: book not synced, no model"
     )

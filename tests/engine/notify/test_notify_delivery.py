@@ -141,7 +141,8 @@ async def test_a_hanging_telegram_times_out_and_is_retried(
     notifier = notifier_for(fake.base_url, clock, request_timeout_s=0.05)
     async with running(notifier):
         notifier(ENTRY)
-        await fake.wait_for(lambda: len(fake.sent()) == 1)
+        # the fake records the text before it answers: wait for the notifier to have the answer
+        await fake.wait_for(lambda: len(fake.sent()) == 1 and notifier.stats.sent == 1)
     assert fake.sent() == [ENTRY_TEXT]
     assert (notifier.stats.retries, notifier.stats.sent, notifier.stats.failed) == (1, 1, 0)
 
