@@ -83,8 +83,9 @@ def test_the_chaos_happened(chaos: ChaosResult) -> None:
     assert chaos.starts == cycles + 1 + len(chaos.crashes), report
     # every start reconciled before trading, on the same journal
     assert len(chaos.named("startup_reconciled")) == cycles + 1, report
-    aimed = [k for k in chaos.kills if k["aimed"]]
-    assert aimed and any(k["in_window"] for k in aimed), report  # killed between intent and answer
+    # some kills landed between an intent and its answer, and a restart resolved what they left
+    assert any(k.get("in_window") or k.get("in_flight") for k in chaos.kills), report
+    assert sum(e["recovered_unknown"] for e in chaos.named("startup_reconciled")) > 0, report
     assert sum(chaos.faults_injected.values()) >= cycles, report
     counts = chaos.verdict.counts
     assert counts["intents"] > 0 and counts["sim_fills"] > 0, report
