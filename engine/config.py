@@ -26,6 +26,7 @@ from strategy.labels import LabelsConfig
 from strategy.models.config import ModelsConfig
 from strategy.signals.config import StrategyConfig
 
+USDM_SNAPSHOT_LIMIT = 1000  # /fapi/v1/depth allows 5..1000; spot goes to 5000
 SECRET_KEY_RE = re.compile(r"(api_?key|secret|token|password|private_?key|passphrase)", re.I)
 
 
@@ -289,10 +290,23 @@ def parse_config(raw: Any) -> Config:
             if line.split(":")[0] not in bad_symbol_paths:
                 problems.append(line)
         config = None
+    if config is not None:
+        problems += _cross_section_problems(config)
     if problems:
         raise ConfigError(problems)
     assert config is not None
     return config
+
+
+def _cross_section_problems(config: Config) -> list[str]:
+    """Return problems only visible across sections (each valid on its own)."""
+    problems = []
+    if config.market.type is Market.USDM and config.book.snapshot_limit > USDM_SNAPSHOT_LIMIT:
+        problems.append(
+            f"book.snapshot_limit: {config.book.snapshot_limit} is above {USDM_SNAPSHOT_LIMIT}, "
+            "the deepest USDⓈ-M depth snapshot (market.type is usdm)"
+        )
+    return problems
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -31,7 +31,9 @@ from exchange.binance.rest import BinanceRest
 from exchange.binance.startup import (
     StartupRefused,
     StartupReport,
+    WithdrawalsEnabled,
     configure_futures,
+    patiently,
     read_account,
     reconcile_orders,
     refuse_withdrawal_keys,
@@ -39,7 +41,7 @@ from exchange.binance.startup import (
 from exchange.binance.urls import BinanceEndpoints
 from exchange.binance.userstream import FuturesUserStream, SpotUserStream, UserStreamItem
 from exchange.binance.venue import BinanceVenue, BinanceVenueConfig
-from exchange.errors import Rejected, Retryable, UnknownOutcome
+from exchange.errors import Rejected
 from risk.adopt import fresh_stop_distance, judge_position
 from risk.gate import GateUpdate
 from risk.state import ProtectionObserved
@@ -135,16 +137,18 @@ async def start_session(
 ) -> StartupReport:
     """Check the key, set the account up, wait for the user stream, reconcile (venue tasks running)."""
     rest = session.rest
-    await rest.sync_time()
+    await patiently("server time", rest.sync_time, clock)
     try:
-        await refuse_withdrawal_keys(session.spot_rest)
-    except (Rejected, Retryable, UnknownOutcome) as exc:
+        await patiently("key permissions", lambda: refuse_withdrawal_keys(session.spot_rest), clock, 30.0)
+    except WithdrawalsEnabled:
+        raise
+    except (Rejected, StartupRefused) as exc:
         if config.mode == "live":
-            raise StartupRefused(f"the key's permissions could not be read: {exc.message}") from exc
-        log.warning("permissions_unchecked", reason=exc.message)  # testnets have no /sapi
+            raise StartupRefused(f"the key's permissions could not be read: {exc}") from exc
+        log.warning("permissions_unchecked", reason=str(exc))  # testnets have no /sapi
     if config.market.type is Market.USDM:
-        await configure_futures(rest, config.market.symbols, int(config.risk.leverage),
-                                config.execution.margin_type)  # fmt: skip
+        await patiently("futures account set-up", lambda: configure_futures(
+            rest, config.market.symbols, int(config.risk.leverage), config.execution.margin_type), clock)
     deadline_ns = clock.monotonic_ns() + int(config.execution.startup_stream_timeout_s * 1e9)
     while not session.venue.stream_live:
         if clock.monotonic_ns() >= deadline_ns:
@@ -152,7 +156,7 @@ async def start_session(
         await clock.sleep(0.02)
     report = await reconcile_orders(session.manager, journal, rest, config.market.symbols,
                                     rest.timestamp_ms())  # fmt: skip
-    balances, positions = await read_account(rest)
+    balances, positions = await patiently("account", lambda: read_account(rest), clock)
     session.venue.set_account(balances, positions)
     return report
 

@@ -80,6 +80,11 @@ class BinanceRest:
         self._sync_lock = asyncio.Lock()  # one /time round trip even when many requests need it
 
     @property
+    def clock(self) -> Clock:
+        """Return the clock this client stamps and waits on."""
+        return self._clock
+
+    @property
     def offset_ms(self) -> int:
         """Return serverTime minus local time, as last measured."""
         return self._offset_ms

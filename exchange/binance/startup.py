@@ -11,13 +11,14 @@ risk gate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from engine.clock import Clock
 from engine.journal import Journal
 from engine.model import Market
 from engine.orders import OrderFilled, OrderStatus
@@ -25,9 +26,10 @@ from exchange.base import Balance, VenuePosition
 from exchange.binance.order_manager import OrderManager
 from exchange.binance.orders import order_request
 from exchange.binance.rest import BinanceRest
-from exchange.errors import ExchangeError, Fatal, Rejected
+from exchange.errors import ExchangeError, Fatal, Rejected, Retryable, UnknownOutcome
 
 log = structlog.get_logger("tickloop.binance.startup")
+T = TypeVar("T")
 
 API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
 MARGIN_TYPE_ALREADY_SET = -4046
@@ -36,6 +38,10 @@ LEVERAGE_UNCHANGED_WITH_POSITION = -4161
 
 class StartupRefused(Fatal):
     """The account cannot be traded safely as configured; the message says what to change."""
+
+
+class WithdrawalsEnabled(StartupRefused):
+    """The API key may withdraw funds: never trade with it."""
 
 
 @dataclass(slots=True)
@@ -58,7 +64,7 @@ async def refuse_withdrawal_keys(spot_rest: BinanceRest) -> None:
     if not isinstance(body, dict) or "enableWithdrawals" not in body:
         raise StartupRefused("the key's permissions could not be read (apiRestrictions)")
     if body["enableWithdrawals"]:
-        raise StartupRefused(
+        raise WithdrawalsEnabled(
             "the API key allows withdrawals: edit it on Binance and untick 'Enable Withdrawals' "
             "(and restrict it to this server's IP) before trading live"
         )
@@ -149,13 +155,14 @@ async def reconcile_orders(
             trade_ids={f.trade_id for f in known}, venue_order_id=None,
         )  # fmt: skip
         try:
-            await manager.refresh(cid)
+            await patiently(f"query {cid}", lambda cid=cid: manager.refresh(cid), rest.clock)
         except Rejected as exc:  # -2013: it never rested (or aged out of the venue's memory)
             report.mismatches.append(f"{cid}: journal says {record.status.value}, venue: {exc.message}")
             continue
         report.refreshed.append(cid)
     for symbol in symbols:
-        for body in await venue_open_orders(rest, symbol):
+        listed = await patiently(f"open orders of {symbol}", lambda symbol=symbol: venue_open_orders(rest, symbol), rest.clock)
+        for body in listed:
             cid = str(body.get("clientOrderId") or body.get("clientAlgoId") or "")
             if manager.tracked(cid) is not None:
                 continue
@@ -165,7 +172,7 @@ async def reconcile_orders(
                 continue
             manager.remember(record.intent, algo="algoId" in body, status=OrderStatus.UNKNOWN,
                              filled=Decimal(0), trade_ids=set(), venue_order_id=None)  # fmt: skip
-            await manager.refresh(cid)
+            await patiently(f"query {cid}", lambda cid=cid: manager.refresh(cid), rest.clock)
             report.adopted.append(cid)
             report.mismatches.append(f"{cid}: open on the venue, journal says {record.status.value}")
     for entry in report.foreign:
@@ -174,6 +181,28 @@ async def reconcile_orders(
              refreshed=len(report.refreshed), adopted=len(report.adopted),
              foreign=len(report.foreign), mismatches=len(report.mismatches))  # fmt: skip
     return report
+
+
+async def patiently(
+    what: str, step: Callable[[], Awaitable[T]], clock: Clock, give_up_s: float = 120.0
+) -> T:
+    """Run one start-up step again after a transient failure (429/5xx/-1021/timeout).
+
+    Start-up must not die of a busy exchange; it gives up (StartupRefused) only after
+    give_up_s of failures, honouring Retry-After.
+    """
+    deadline_ns = clock.monotonic_ns() + int(give_up_s * 1e9)
+    delay_s = 0.5
+    while True:
+        try:
+            return await step()
+        except (Retryable, UnknownOutcome) as exc:
+            if clock.monotonic_ns() >= deadline_ns:
+                raise StartupRefused(f"{what}: the exchange kept failing ({exc.message})") from exc
+            wait_s = exc.retry_after_s if isinstance(exc, Retryable) and exc.retry_after_s else delay_s
+            log.warning("startup_step_retry", step=what, error=repr(exc), retry_in_s=wait_s)
+            await clock.sleep(min(wait_s, 60.0))
+            delay_s = min(delay_s * 2, 10.0)
 
 
 async def venue_open_orders(rest: BinanceRest, symbol: str) -> list[Mapping[str, Any]]:
@@ -196,6 +225,7 @@ __all__ = [
     "ExchangeError",
     "StartupRefused",
     "StartupReport",
+    "WithdrawalsEnabled",
     "configure_futures",
     "read_account",
     "reconcile_orders",

@@ -111,12 +111,6 @@ def test_never_sold_more_than_bought(chaos: ChaosResult) -> None:
     assert chaos.verdict.of("oversold") == [], chaos.report()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (reported to the lead): a position whose stops only partly match the journal's "
-    "plan at start-up is left REDUCING with those stops unadopted; its later exit does not cancel "
-    "them, so a spot STOP_LOSS keeps resting with no position behind it",
-)
 def test_no_stop_without_a_position_behind_it(chaos: ChaosResult) -> None:
     assert chaos.verdict.of("over_protected") == [], chaos.report()
 

@@ -131,3 +131,12 @@ def test_yaml_bare_off_means_off(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text("logging: {console: off}\n")
     assert load_config(cfg).logging.console == "off"
+
+
+def test_a_spot_snapshot_depth_on_usdm_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"market": {"type": "usdm"}, "book": {"snapshot_limit": 5000}})
+    assert info.value.problems == [
+        "book.snapshot_limit: 5000 is above 1000, the deepest USDⓈ-M depth snapshot (market.type is usdm)"
+    ]
+    assert parse_config({"market": {"type": "spot"}, "book": {"snapshot_limit": 5000}}).book.snapshot_limit == 5000

@@ -109,3 +109,28 @@ def test_an_exposed_dashboard_is_refused_before_the_exchange_is_contacted(
     )
     assert cli_main(["run", "-c", str(config)]) == 2
     assert "dashboard" in capsys.readouterr().err
+
+
+async def test_a_start_up_step_is_retried_after_transient_failures_then_refused() -> None:
+    from engine.clock import LiveClock
+    from exchange.binance.startup import StartupRefused, patiently
+    from exchange.errors import Retryable, UnknownOutcome
+
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Retryable("429 busy", status=429, retry_after_s=0.01)
+        if len(calls) == 2:
+            raise UnknownOutcome("timeout", sent=None)
+        return "ok"
+
+    assert await patiently("server time", flaky, LiveClock(), give_up_s=5) == "ok"
+    assert len(calls) == 3
+
+    async def always_busy() -> str:
+        raise Retryable("503", status=503, retry_after_s=0.01)
+
+    with pytest.raises(StartupRefused, match="server time: the exchange kept failing"):
+        await patiently("server time", always_busy, LiveClock(), give_up_s=0.05)

@@ -374,9 +374,10 @@ class FuturesRoutes:
 
     async def user_trades(self, req: Request) -> list[dict]:
         symbol = symbol_param(req, self.desk.instruments)
+        order_id = req.get("orderId")
         rows = []
         for record in self.desk.orders.values():
-            if record.symbol != symbol:
+            if record.symbol != symbol or (order_id is not None and str(record.order_id) != order_id):
                 continue
             for f in record.fills:
                 rows.append(
