@@ -165,7 +165,7 @@ def _dispatch_on_kind(value: Any, handler: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError("a label is a mapping with a `kind` (forward, highlow2, topbot2)")  # noqa: TRY004 - pydantic reports ValueError
     kind = value.get("kind", "forward")
-    if kind not in _BY_KIND:
+    if not isinstance(kind, str) or kind not in _BY_KIND:  # a list or a mapping is unhashable
         raise ValueError(f"{kind!r} is not a label kind (forward, highlow2, topbot2)")
     return _BY_KIND[kind].model_validate(value)
 

@@ -282,6 +282,7 @@ _FOUND = {
     "int tag underscore": "fold: {grace_ms: !!int _}\n",
     "float tag": "dashboard: {push_interval_s: !!float .}\n",
     "generator kind a list": "features: {sets: [{name: a, frequency: minute, generators: [{kind: []}]}]}\n",
+    "label kind a list": "labels: {generators: [{kind: [1]}]}\n",
 }
 
 
