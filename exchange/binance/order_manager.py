@@ -358,6 +358,8 @@ class OrderManager:
             except UnknownOutcome as exc:
                 log.warning("order_unknown_outcome", client_order_id=_ids(legs), error=repr(exc))
                 for leg in legs:
+                    if leg.accepted or leg.status is OrderStatus.REJECTED:
+                        continue  # the user stream already told us: the answer lost nothing
                     leg.status = OrderStatus.UNKNOWN
                     self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, exc.message)
                 if await self._reported_by_stream(legs):

@@ -222,7 +222,8 @@ class Desk:
         filled = any(isinstance(e, OrderFilled) for e in events)
         for event in events:
             if isinstance(event, FundingPaid):
-                self._emit(self._account_update("FUNDING_FEE", event.ts_event_ms, []))
+                self._emit(self._account_update("FUNDING_FEE", event.ts_event_ms, [],
+                                                balance_change=event.amount))  # fmt: skip
                 continue
             record = self._by_key.get(event.client_order_id)
             if record is None:
@@ -338,7 +339,9 @@ class Desk:
         self._position[order.symbol] = (new_qty, entry)
         return realized
 
-    def _account_update(self, reason: str, ts_ms: int, symbols: list[str]) -> dict:
+    def _account_update(
+        self, reason: str, ts_ms: int, symbols: list[str], balance_change: Decimal = ZERO
+    ) -> dict:
         wallet = getattr(self.venue.account, "wallet", ZERO)
         positions = self.venue.positions()
         marks = self.venue.marks()
@@ -353,8 +356,9 @@ class Desk:
                  "up": fmt((mark - entry) * qty, self.market), "mt": "cross", "iw": "0",
                  "ps": "BOTH"}
             )  # fmt: skip
+        # bc: the balance change other than PnL and commission (a funding payment's amount)
         asset = {"a": "USDT", "wb": fmt(wallet, self.market), "cw": fmt(wallet, self.market),
-                 "bc": "0"}  # fmt: skip
+                 "bc": fmt(balance_change, self.market) if balance_change else "0"}  # fmt: skip
         return {"e": "ACCOUNT_UPDATE", "E": ts_ms, "T": ts_ms,
                 "a": {"m": reason, "B": [asset], "P": rows}}  # fmt: skip
 

@@ -189,3 +189,19 @@ async def test_usdm_start_sets_one_way_mode_leverage_and_margin_and_arms_the_cou
         assert [a.client_algo_id for a in rig.sim.trading.futures.open_algos("BTCUSDT")] == [stop.client_order_id]  # type: ignore[union-attr]
         await rig.session.venue.close()  # a clean stop disarms the dead-man switch
         assert "BTCUSDT" not in routes.countdowns
+
+
+async def test_a_lost_answer_after_the_stream_reported_the_order_changes_nothing(
+    tapes: dict[str, Path], tmp_path: Path
+) -> None:
+    """The user stream says NEW, then the placement's answer times out: the order stays NEW."""
+    async for rig in _rig(tapes["spot_btcusdt"], Market.SPOT, tmp_path, stream=True):
+        rig.session.rest._timeout_s = 1.0  # below the answer the simulator holds back
+        rig.sim.trading.faults.order_timeout(seconds=3.0)  # type: ignore[union-attr]
+        intent = _limit_far_below(rig, "tl-BTCUSDT-6-en")
+        _submit(rig, intent)
+        assert await rig.session.venue.drain(timeout_s=10)
+        assert rig.session.venue.manager.status(intent.client_order_id).value == "NEW"  # type: ignore[union-attr]
+        record = rig.journal.intent(intent.client_order_id)
+        assert record is not None and record.status.value == "PENDING"  # never marked UNKNOWN
+        assert [type(e).__name__ for e in rig.events] == ["OrderAccepted"]
