@@ -337,6 +337,7 @@ class App:
             protect_holdings,
             start_session,
         )
+        from exchange.binance.startup import patiently
 
         cfg = self.config
         assert self.journal is not None, "modes testnet and live journal every order"
@@ -347,7 +348,11 @@ class App:
                  tg.create_task(session.stream.run(), name="user-stream")]
         report = await start_session(session, cfg, self.journal, self.clock)
         balances = {a: b.total for a, b in session.venue.balances().items()}
-        self.attach_trading(await fetch_exchange_info(cfg, http), venue=session.venue,
+        # through the signed client: typed errors, retried, and the rate budgets seeded from it
+        info = await patiently("exchangeInfo", session.rest.exchange_info, self.clock)
+        wanted = set(cfg.market.symbols)
+        entries = [e for e in info.get("symbols", []) if e.get("symbol") in wanted]
+        self.attach_trading(entries, venue=session.venue,
                             balances=balances, restore_fills=self.journal.fills())
         assert self.trading is not None
         for symbol, price in (await current_prices(session.rest, cfg.market.symbols)).items():
