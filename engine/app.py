@@ -355,7 +355,8 @@ class App:
         self.attach_trading(entries, venue=session.venue,
                             balances=balances, restore_fills=self.journal.fills())
         assert self.trading is not None
-        for symbol, price in (await current_prices(session.rest, cfg.market.symbols)).items():
+        prices = await patiently("prices", lambda: current_prices(session.rest, cfg.market.symbols), self.clock)
+        for symbol, price in prices.items():
             self.trading.last_price[symbol] = price
             self.trading.portfolio.mark(symbol, price)
         self.trading.day_start_equity = self.trading.portfolio.start_equity = self.trading.portfolio.equity()
