@@ -63,7 +63,8 @@ def _startup_not_retried(v: Violation, ctx: Context) -> bool:
         return False
     stderr = ctx.workdir / f"stderr-{v.key.removeprefix('start ')}.txt"
     text = stderr.read_text(errors="replace") if stderr.exists() else ""
-    return "exchange.errors.Retryable" in text and "start_session" in text
+    start_up = ("_start_binance", "start_session", "fetch_tick_sizes")
+    return "exchange.errors.Retryable" in text and any(step in text for step in start_up)
 
 
 def _funding_not_reported(v: Violation, _: Context) -> bool:

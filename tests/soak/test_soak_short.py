@@ -1,6 +1,6 @@
 """The short soak (runs in CI): about 1.2 hours of market time through the full engine.
 
-One hour in-process at 200x (books compared, every fault kind the simulator knows for spot), then
+One hour in-process at 150x (books compared, every fault kind the simulator knows for spot), then
 12 minutes with the engine as a child process at 30x, SIGKILLed twice and restarted on its
 journal. Every invariant is checked every market minute; the closing table is printed (pytest -s)
 and written to bench/results/soak.json. The full day is test_soak_full.py (off by default).
@@ -17,7 +17,7 @@ from tests.soak.soak_report import summarize, table, write_json
 from tests.soak.soak_run import SoakPlan
 
 SHORT = SoakPlan(
-    market_hours=1.0, kill_hours=0.2, kills=2, speed=200.0, kill_speed=30.0,
+    market_hours=1.0, kill_hours=0.2, kills=2, speed=150.0, kill_speed=30.0,
     fault_gap_s=45.0, warmup_s=300.0, settle_s=180.0,
 )  # fmt: skip
 
