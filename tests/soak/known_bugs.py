@@ -30,15 +30,6 @@ class KnownBug:
     matches: Callable[[Violation, Context], bool]
 
 
-def _unknown_overwrote_report(v: Violation, _: Context) -> bool:
-    # journal left UNKNOWN (or NEW after a late re-acceptance) although the exchange finished the
-    # order and every fill of it is journaled
-    found = re.match(
-        r"journal (UNKNOWN|NEW) (\S+), exchange (FILLED|EXPIRED|CANCELED) (\S+)$", v.detail
-    )
-    return v.kind == "lost" and found is not None and float(found[2]) == float(found[4])
-
-
 _EXIT_ID = re.compile(r"^[A-Za-z0-9]+-([A-Z0-9]+)-\d+-ex\d*(?:r\d+)?$")
 
 
@@ -67,19 +58,7 @@ def _startup_not_retried(v: Violation, ctx: Context) -> bool:
     return "exchange.errors.Retryable" in text and any(step in text for step in start_up)
 
 
-def _funding_not_reported(v: Violation, _: Context) -> bool:
-    return v.kind == "account" and v.key == "engine:wallet:USDT"
-
-
 KNOWN_BUGS = (
-    KnownBug(
-        "B1",
-        "exchange/binance/order_manager.py _place: an UnknownOutcome (timeout, 5xx) arriving "
-        "after the user stream already reported the order marks it UNKNOWN in the journal and the "
-        "manager, and nothing resolves it (the stream wait returns at once, reconciliation skips "
-        "UNKNOWN)",
-        _unknown_overwrote_report,
-    ),
     KnownBug(
         "B2",
         "engine/trading.py _exit / risk/gate.py request_exit: while an exit is queued or "
@@ -90,16 +69,10 @@ KNOWN_BUGS = (
     ),
     KnownBug(
         "B3",
-        "engine/live_start.py start_session: a Retryable answer (429, 418, 5xx) during "
-        "start-up is not retried: the process exits 1 with a traceback",
+        "engine/app.py _start_binance: its sync_time before the user stream (not wrapped in "
+        "live_start's `patiently` like the other start-up reads) lets a Retryable answer (429, "
+        "418, 5xx) end the process: exit 1 with a traceback",
         _startup_not_retried,
-    ),
-    KnownBug(
-        "B4",
-        "exchange/sim/trading/desk.py _account_update: the simulator's FUNDING_FEE "
-        'ACCOUNT_UPDATE carries bc "0" (Binance: the funding amount), so the engine books no '
-        "funding and its USDⓈ-M wallet drifts from the exchange's (a simulator bug)",
-        _funding_not_reported,
     ),
 )
 

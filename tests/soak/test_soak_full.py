@@ -1,7 +1,8 @@
-"""The full soak: 24 hours of market time in-process and 2 more with six kills (about 25 minutes).
+"""The full soak: 24 hours of market time in-process and 2 more with six kills (about 25 minutes),
+then 6.5 hours of USDⓈ-M (about 8 minutes).
 
 Off by default: `pytest --run-marked soak tests/soak -s`. Same checks as the short soak, plus
-memory: the RSS slope after warm-up must stay below the plan's flat threshold.
+memory on the spot day: the RSS slope after warm-up must stay below the plan's flat threshold.
 """
 
 from __future__ import annotations
@@ -31,3 +32,18 @@ async def test_full_day_soak(shared_data: Path, tmp_path: Path) -> None:
     assert in_process.books_compared >= 1000, text
     assert summary["violations_unexplained"] == 0, text
     assert summary["rss_flat"], text
+
+
+USDM = SoakPlan(market=Market.USDM, market_hours=6.0, kill_hours=0.5, kills=2, speed=60.0)
+
+
+@pytest.mark.soak
+async def test_usdm_soak(shared_data: Path, tmp_path: Path) -> None:
+    """USDⓈ-M (about 8 minutes): algo stops, listenKey expiry, funding in every tape copy."""
+    in_process, kills = await run_soak(USDM, tmp_path)
+    summary = summarize(USDM, [in_process, kills])
+    text = table(summary)
+    print(text)
+    assert set(kinds_for(Market.USDM)) <= set(in_process.faults), text
+    assert kills.recoveries["restarted after SIGKILL"] == USDM.kills, text
+    assert summary["violations_unexplained"] == 0, text
