@@ -200,11 +200,15 @@ def row_from_json(benchmark: str, data: Mapping[str, Any], source: str = SOURCE_
 
 
 def _fuzz_rows(name: str, data: Mapping[str, Any], source: str) -> list[Row]:
-    profile = data.get("profile", "?")
     rows = []
     for suite, units in sorted(data["suites"].items()):
         units = units if isinstance(units, Mapping) else {}
-        extra = ", ".join(f"{u} {n:,}" for u, n in sorted(units.items()) if u != "examples")
+        # each suite keeps its own latest run: its profile, counts and seconds
+        profile = units.get("profile", data.get("profile", "?"))
+        extra = ", ".join(
+            f"{u} {n:,}" if isinstance(n, (int, float)) and not isinstance(n, bool) else f"{u} {n}"
+            for u, n in sorted(units.items()) if u not in ("examples", "profile")
+        )
         rows.append(Row(
             benchmark=f"{name}.{suite}",
             figure=f"hypothesis examples (profile {profile})",
