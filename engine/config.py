@@ -212,13 +212,18 @@ class Secrets(_Frozen):
     binance_private_key_pem: SecretStr | None = None
 
 
+def _key_step(path: str, key: Any) -> str:
+    """Append a mapping key to a YAML path; quote a key a dotted path could not show as is."""
+    text = str(key)
+    if text and text.isprintable() and not any(c in text for c in ".[]") and ": " not in text:
+        return f"{path}.{text}" if path else text
+    return f"{path}[{text!r}]"  # "market['\n']": one line per problem, whatever the key
+
+
 def _format_location(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+        out = f"{out}[{part}]" if isinstance(part, int) else _key_step(out, part)
     return out or "(top level)"
 
 
@@ -247,7 +252,7 @@ def _secret_keys(node: Any, path: str = "", seen: set[int] | None = None) -> lis
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            sub = f"{path}.{key}" if path else str(key)
+            sub = _key_step(path, key)
             if isinstance(key, str) and SECRET_KEY_RE.search(key):  # whatever its value's shape
                 found.append(sub)
             found += _secret_keys(value, sub, seen)

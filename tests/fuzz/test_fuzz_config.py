@@ -176,9 +176,9 @@ def _walk(doc: Any, path: str) -> bool:
 
 
 def _unrenderable(key: object) -> bool:
-    """A key a dotted path cannot name unambiguously (".", "[", "]" or ": " inside it)."""
+    """A key a dotted path cannot show as is (the loader quotes it: market['a.b'])."""
     text = str(key)
-    return any(c in text for c in ".[]") or ": " in text
+    return not (text and text.isprintable()) or any(c in text for c in ".[]") or ": " in text
 
 
 def _check_problems(problems: list[str], file: Path, text: str) -> None:
@@ -283,6 +283,7 @@ _FOUND = {
     "float tag": "dashboard: {push_interval_s: !!float .}\n",
     "generator kind a list": "features: {sets: [{name: a, frequency: minute, generators: [{kind: []}]}]}\n",
     "label kind a list": "labels: {generators: [{kind: [1]}]}\n",
+    "key with a newline": 'market: {"a\\nb": 1}\n',
 }
 
 
