@@ -343,7 +343,8 @@ class App:
         assert self.journal is not None, "modes testnet and live journal every order"
         session = build_session(cfg, self.clock, http, self.journal, binance_keys(load_secrets()))
         self.binance = session
-        await session.rest.sync_time()  # the user stream signs its subscription on the exchange's time
+        # the user stream signs its subscription on the exchange's time
+        await patiently("server time", session.rest.sync_time, self.clock)
         tasks = [tg.create_task(session.venue.run(), name="binance-orders"),
                  tg.create_task(session.stream.run(), name="user-stream")]
         report = await start_session(session, cfg, self.journal, self.clock)

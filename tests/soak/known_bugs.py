@@ -49,15 +49,6 @@ def _stacked_exits(v: Violation, ctx: Context) -> bool:
     return "sold base it never bought" in v.detail or (since is not None and since <= v.server_ms)
 
 
-def _startup_not_retried(v: Violation, ctx: Context) -> bool:
-    if v.kind != "crash" or ctx.workdir is None:
-        return False
-    stderr = ctx.workdir / f"stderr-{v.key.removeprefix('start ')}.txt"
-    text = stderr.read_text(errors="replace") if stderr.exists() else ""
-    start_up = ("_start_binance", "start_session", "fetch_tick_sizes")
-    return "exchange.errors.Retryable" in text and any(step in text for step in start_up)
-
-
 KNOWN_BUGS = (
     KnownBug(
         "B2",
@@ -66,13 +57,6 @@ KNOWN_BUGS = (
         "position; the stacked exits overshoot (on spot: sell base never bought, then buy back "
         "too much), and what follows on that symbol is unprotected",
         _stacked_exits,
-    ),
-    KnownBug(
-        "B3",
-        "engine/app.py _start_binance: its sync_time before the user stream (not wrapped in "
-        "live_start's `patiently` like the other start-up reads) lets a Retryable answer (429, "
-        "418, 5xx) end the process: exit 1 with a traceback",
-        _startup_not_retried,
     ),
 )
 
