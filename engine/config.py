@@ -228,7 +228,8 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def _format_error(err: Mapping[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    # "[key]" is pydantic's marker for a mapping key that failed (stall_timeout_s: {7: 15})
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before", "[key]"))
     path = _format_location(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -238,6 +239,8 @@ def _format_error(err: Mapping[str, Any]) -> str:
         msg = msg[len("Value error, ") :]
     if kind.startswith("literal_error") or kind == "enum":
         msg = f"{err.get('input')!r} is not allowed; {msg[:1].lower()}{msg[1:]}"
+    if "[key]" in err["loc"]:
+        msg = f"the key {err.get('input')!r}: {msg}"
     return f"{path}: {msg}"
 
 

@@ -284,6 +284,7 @@ _FOUND = {
     "generator kind a list": "features: {sets: [{name: a, frequency: minute, generators: [{kind: []}]}]}\n",
     "label kind a list": "labels: {generators: [{kind: [1]}]}\n",
     "key with a newline": 'market: {"a\\nb": 1}\n',
+    "mapping key of the wrong type": "streams: {stall_timeout_s: {7: 15}}\n",
 }
 
 
