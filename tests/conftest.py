@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run: CI stays reproducible; explore with
+# `--hypothesis-profile=explore` (or the fuzz suite's deep profile).
+settings.register_profile("tickloop", derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile("tickloop")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

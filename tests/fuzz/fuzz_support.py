@@ -62,6 +62,9 @@ def fuzz_settings(ci_examples: int, deep_examples: int = 2000, *, shrink: bool =
         print_blob=True,
         suppress_health_check=_HEALTH,
         phases=phases,
+        # CI draws the same examples every run (a red build is reproducible, never a lottery);
+        # the deep profile explores new ones
+        derandomize=not deep,
     )
 
 
