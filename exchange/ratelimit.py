@@ -221,6 +221,27 @@ class RateLimiter:
                 budget.charge(now_ms // budget.limit.interval_ms, cost)
         return Permit(weight, orders, now_ms)
 
+    def try_acquire(self, weight: int, orders: int = 0) -> Permit | None:
+        """Charge a request that may go now; None (nothing charged) if it would wait or is banned."""
+        now_ms = self._now_ms()
+        if self._banned_until_ms > now_ms or self._wait_ms(now_ms, weight, orders):
+            return None
+        for budget in self._budgets:  # a cost over a whole budget waits forever: None above
+            cost = self._cost(budget, weight, orders)
+            if cost:
+                budget.charge(now_ms // budget.limit.interval_ms, cost)
+        return Permit(weight, orders, now_ms)
+
+    def refund(self, permit: Permit) -> None:
+        """Give back what a request that was never sent was charged."""
+        for budget in self._budgets:
+            cost = self._cost(budget, permit.weight, permit.orders)
+            window = permit.acquired_ms // budget.limit.interval_ms
+            if cost:
+                budget.release(window, cost)
+                if budget.window == window:
+                    budget.used = max(0, budget.used - cost)
+
     def settle(self, permit: Permit, headers: Mapping[str, str] | None) -> None:
         """End a request: drop it from the in-flight counts and adopt the server's counts."""
         now_ms = self._now_ms()

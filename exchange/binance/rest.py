@@ -14,9 +14,9 @@ once more, an order is not (the caller decides, with the Retryable in hand).
 from __future__ import annotations
 
 import asyncio
-import re
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,8 +35,9 @@ from exchange.binance.auth import (
 )
 from exchange.binance.errors import classify
 from exchange.binance.urls import BinanceEndpoints
+from exchange.binance.wire import OrderWire, WireAnswer, WireError
 from exchange.errors import AuthFailed, ExchangeError, Fatal, Retryable, SentRequest
-from exchange.ratelimit import RateLimiter, rate_limits_from_exchange_info
+from exchange.ratelimit import Permit, RateLimiter, rate_limits_from_exchange_info
 
 log = structlog.get_logger("tickloop.binance.rest")
 
@@ -62,6 +63,7 @@ class BinanceRest:
         *,
         timeout_s: float = 10.0,
         time_refresh_s: float = 300.0,
+        wire: OrderWire | None = None,
     ) -> None:
         if not 0 < recv_window_ms <= 60_000:
             raise ValueError("recv_window_ms must be in (0, 60000]")
@@ -77,12 +79,18 @@ class BinanceRest:
         self._offset_ms = 0
         self._synced_at_ns: int | None = None  # monotonic time of the last offset measurement
         self._request_seq = 0
+        self._wire = wire  # warm connections orders are written to synchronously, if any
         self._sync_lock = asyncio.Lock()  # one /time round trip even when many requests need it
 
     @property
     def clock(self) -> Clock:
         """Return the clock this client stamps and waits on."""
         return self._clock
+
+    @property
+    def wire(self) -> OrderWire | None:
+        """Return the warm order connections, if this client has them."""
+        return self._wire
 
     @property
     def offset_ms(self) -> int:
@@ -207,6 +215,79 @@ class BinanceRest:
             return True
         return self._clock.monotonic_ns() - self._synced_at_ns >= self._time_refresh_ns
 
+    def send_order_now(
+        self, method: str, path: str, params: Mapping[str, ParamValue], *, weight: int
+    ) -> Coroutine[Any, Any, Any] | None:
+        """Put a signed order request on the wire before returning, if nothing must wait first.
+
+        Returns the coroutine that awaits and parses its answer (what `request(..., order=True)`
+        returns or raises), or None, with nothing sent or charged, when the order must take the
+        awaited path: no idle warm connection, time offset due for a refresh, budget to wait for,
+        a ban, or no keys.
+        """
+        wire = self._wire
+        if wire is None or self._keys is None or self._time_is_stale():
+            return None
+        permit = self.limiter.try_acquire(weight, 1)
+        if permit is None:
+            return None
+        payload: dict[str, ParamValue] = {**params, "recvWindow": self._recv_window_ms,
+                                          "timestamp": self.timestamp_ms()}  # fmt: skip
+        query, body, headers, sent = self._signed(method, path, payload, signed=True, keyed=True)
+        answer = wire.try_send(method, path + (f"?{query}" if query else ""), headers, body.encode())
+        if answer is None:
+            self.limiter.refund(permit)
+            return None
+        return self._await_order(wire, answer, permit, sent)
+
+    async def _await_order(
+        self, wire: OrderWire, answer: asyncio.Future[WireAnswer], permit: Permit, sent: SentRequest
+    ) -> Any:
+        headers: Mapping[str, str] | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    reply = await asyncio.shield(answer)
+            except TimeoutError as exc:
+                wire.abandon(answer)
+                raise self._classify(None, None, _describe(exc), True, None, sent) from exc
+            except WireError as exc:
+                raise self._classify(None, None, _describe(exc), True, None, sent) from exc
+            headers = reply.headers
+        finally:
+            self.limiter.settle(permit, headers)
+        try:
+            return self._parse(reply.status, reply.body, reply.headers, True, sent)
+        except Retryable as exc:
+            if exc.resync_clock:
+                await self.sync_time()  # not executed; the caller re-decides with a fresh timestamp
+            raise
+
+    def _signed(
+        self, method: str, path: str, payload: dict[str, ParamValue], *, signed: bool, keyed: bool
+    ) -> tuple[str, str, dict[str, str], SentRequest]:
+        """Return (query, body, headers, record) for a request: the signature covers what is sent."""
+        encoded = encode_params(payload)
+        query, body = ("", encoded) if method in _BODY_METHODS else (encoded, "")
+        headers: dict[str, str] = {}
+        if signed or keyed:
+            assert self._keys is not None
+            headers["X-MBX-APIKEY"] = self._keys.api_key.get_secret_value()
+        if signed:
+            assert self._keys is not None
+            signed_payload = sign_request(query, body, self._keys.signer)
+            query, body = signed_payload.query, signed_payload.body
+        if body:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self._request_seq += 1
+        sent = SentRequest(
+            str(self._request_seq),
+            method,
+            path,
+            {key: format_param(value) for key, value in payload.items()},
+        )
+        return query, body, headers, sent
+
     async def _send(
         self,
         method: str,
@@ -229,25 +310,7 @@ class BinanceRest:
             if signed:
                 # Stamp after any wait for budget, so the request is fresh when it leaves.
                 payload["timestamp"] = self.timestamp_ms()
-            encoded = encode_params(payload)
-            query, body = ("", encoded) if method in _BODY_METHODS else (encoded, "")
-            headers: dict[str, str] = {}
-            if signed or keyed:
-                assert self._keys is not None
-                headers["X-MBX-APIKEY"] = self._keys.api_key.get_secret_value()
-            if signed:
-                assert self._keys is not None
-                signed_payload = sign_request(query, body, self._keys.signer)
-                query, body = signed_payload.query, signed_payload.body
-            if body:
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-            self._request_seq += 1
-            sent = SentRequest(
-                str(self._request_seq),
-                method,
-                path,
-                {key: format_param(value) for key, value in payload.items()},
-            )
+            query, body, headers, sent = self._signed(method, path, payload, signed=signed, keyed=keyed)
             # encoded=True: send our percent-encoding byte for byte, the one that was signed.
             url = URL(self._base + path + (f"?{query}" if query else ""), encoded=True)
             try:

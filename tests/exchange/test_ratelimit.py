@@ -205,3 +205,20 @@ async def test_reconfigure_keeps_the_current_count() -> None:
     await limiter.acquire(7)
     limiter.configure([RateLimit(REQUEST_WEIGHT, "MINUTE", 1, 6000)])
     assert limiter.used(REQUEST_WEIGHT, "1m") == 7
+
+
+def test_try_acquire_charges_only_what_may_go_now_and_refund_gives_it_back() -> None:
+    clock = clock_at(MINUTE_START_MS + 1_000)
+    orders = RateLimit(ORDERS, "SECOND", 10, 2)
+    limiter = RateLimiter(clock, [WEIGHT_10_PER_MIN, orders])
+    first = limiter.try_acquire(4, 1)
+    second = limiter.try_acquire(4, 1)
+    assert first is not None and second is not None
+    assert limiter.try_acquire(1, 1) is None  # a third order waits for the 10 s window
+    assert limiter.try_acquire(3, 0) is None  # 8 + 3 > 10 weight
+    assert (limiter.used(REQUEST_WEIGHT, "1m"), limiter.used(ORDERS, "10s")) == (8, 2)
+    limiter.refund(second)  # never sent
+    assert (limiter.used(REQUEST_WEIGHT, "1m"), limiter.used(ORDERS, "10s")) == (4, 1)
+    assert limiter.try_acquire(6, 1) is not None
+    limiter.ban(None, retry_after_s=5)
+    assert limiter.try_acquire(0, 0) is None
