@@ -1,10 +1,17 @@
 """The Bot API calls the notifier makes, and the one function that maps aiogram's errors.
 
 Errors are typed by what the caller must do: `TelegramRetry` (wait `retry_after_s` if Telegram
-said so, else back off), `TelegramRejected` (this request will never succeed: drop it),
-`TelegramAuthFailed` (the token is wrong: a person must fix it). The token is part of every
-request URL, so every message that leaves this module is passed through `redact` and raised
-`from None` (aiogram's and aiohttp's exceptions stay behind, with whatever they captured).
+said so, else back off; `TelegramMalformed`, a getUpdates answer without update ids, is one),
+`TelegramRejected` (this request will never succeed: drop it), `TelegramAuthFailed` (the token
+is wrong: a person must fix it).
+
+One update aiogram cannot validate fails its whole getUpdates answer, and the offset would never
+pass it: no later command would ever arrive. So a refused answer is read again update by update;
+the ones that fail come back as `IncomingUpdate(unreadable=...)`: confirm them, never handle them.
+
+The token is part of every request URL, so every message that leaves this module is passed
+through `redact` and raised `from None` (aiogram's and aiohttp's exceptions stay behind, with
+whatever they captured).
 
 aiogram takes seconds to import; it is imported here only when a notifier is started.
 """
@@ -33,6 +40,10 @@ class TelegramRetry(TelegramError):
         self.retry_after_s = retry_after_s
 
 
+class TelegramMalformed(TelegramRetry):
+    """getUpdates answered no list of updates with ids: nothing to confirm, poll again later."""
+
+
 class TelegramRejected(TelegramError):
     """Telegram refused this request (bad chat, blocked bot, malformed): never resend it."""
 
@@ -51,6 +62,7 @@ class IncomingUpdate:
     text: str  # the message text, or the button's callback data
     callback_id: str | None = None  # set for button presses
     message_id: int | None = None  # the message a pressed button belongs to
+    unreadable: str | None = None  # why aiogram refused it (a schema break): skip, never handle
 
 
 class BotApi(Protocol):
@@ -162,17 +174,48 @@ class AiogramBotApi:
         await self._call("answerCallbackQuery", call)
 
     async def get_updates(self, offset: int | None, timeout_s: int) -> list[IncomingUpdate]:
-        """Long-poll for messages and button presses after offset."""
+        """Long-poll for messages and button presses after offset (unreadable ones marked)."""
+        from aiogram.exceptions import ClientDecodeError
+        from pydantic import ValidationError
 
-        async def call() -> Any:
-            return await self._bot.get_updates(
-                offset=offset,
-                timeout=timeout_s,
-                allowed_updates=ALLOWED_UPDATES,
-                request_timeout=int(timeout_s + self._request_timeout_s + 1),
-            )
+        async def call() -> list[IncomingUpdate]:
+            try:
+                updates = await self._bot.get_updates(
+                    offset=offset,
+                    timeout=timeout_s,
+                    allowed_updates=ALLOWED_UPDATES,
+                    request_timeout=int(timeout_s + self._request_timeout_s + 1),
+                )
+            except ClientDecodeError as exc:
+                if not isinstance(exc.original, ValidationError):  # not even JSON
+                    kind = type(exc.original).__name__
+                    raise TelegramMalformed(f"getUpdates: undecodable response ({kind})") from None
+                return self._read_each(exc.data)  # the JSON aiogram parsed, then refused
+            return [_incoming(update) for update in updates]
 
-        return [_incoming(update) for update in await self._call("getUpdates", call)]
+        return await self._call("getUpdates", call)
+
+    def _read_each(self, body: Any) -> list[IncomingUpdate]:
+        """Validate a refused getUpdates answer update by update; mark the ones that fail."""
+        from aiogram.types import Update
+        from pydantic import ValidationError
+
+        items = body.get("result") if isinstance(body, dict) and body.get("ok") is True else None
+        if not isinstance(items, list) or any(_update_id(item) is None for item in items):
+            # no id to confirm past; a garbled answer may come intact on the next poll
+            raise TelegramMalformed("getUpdates: the answer is no list of updates with ids")
+        updates = []
+        for item in items:
+            try:
+                update = Update.model_validate(item, context={"bot": self._bot})
+            except ValidationError as exc:
+                reason = _schema_errors(exc)
+                updates.append(
+                    IncomingUpdate(item["update_id"], None, "unknown", "", unreadable=reason)
+                )
+                continue
+            updates.append(_incoming(update))
+        return updates
 
     async def close(self) -> None:
         await self._bot.session.close()
@@ -185,6 +228,19 @@ class AiogramBotApi:
 
         row = [InlineKeyboardButton(text=label, callback_data=data) for label, data in buttons]
         return InlineKeyboardMarkup(inline_keyboard=[row])
+
+
+def _update_id(item: Any) -> int | None:
+    update_id = item.get("update_id") if isinstance(item, dict) else None
+    return update_id if type(update_id) is int else None  # a bool or "7" is no update id
+
+
+def _schema_errors(exc: Any, shown: int = 4) -> str:
+    """Name the fields that broke the schema, never their values (message texts stay out)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    named = [".".join(str(part) for part in e["loc"]) + f": {e['type']}" for e in errors[:shown]]
+    more = f" (+{len(errors) - shown} more)" if len(errors) > shown else ""
+    return "; ".join(named) + more
 
 
 def _user(user: Any) -> str:

@@ -28,6 +28,7 @@ from engine.notify.botapi import (
     BotApi,
     IncomingUpdate,
     TelegramAuthFailed,
+    TelegramMalformed,
     TelegramRejected,
     TelegramRetry,
 )
@@ -58,6 +59,8 @@ class NotifierStats:
     retries: int = 0  # backoff retries after 5xx / network errors
     rate_limited: int = 0  # 429s waited out
     poll_errors: int = 0
+    malformed_polls: int = 0  # getUpdates answers with no update ids (also poll_errors)
+    unreadable_updates: int = 0  # updates aiogram refused (schema breaks): confirmed, skipped
 
 
 class TelegramNotifier:
@@ -235,10 +238,19 @@ class TelegramNotifier:
             except Exception as exc:  # noqa: BLE001 - polling recovers from anything, after a wait
                 failures += 1
                 self.stats.poll_errors += 1
+                self.stats.malformed_polls += isinstance(exc, TelegramMalformed)
                 await self.clock.sleep(self._poll_wait_s(exc, failures))
                 continue
             for update in updates:
-                self.offset = update.update_id + 1
+                self.offset = max(self.offset or 0, update.update_id + 1)
+                if update.unreadable is not None:  # confirmed by the offset, never handled
+                    self.stats.unreadable_updates += 1
+                    self.log.warning(
+                        "telegram_update_unreadable",
+                        update_id=update.update_id,
+                        schema_errors=update.unreadable,
+                    )
+                    continue
                 try:
                     await self._handle(api, update)
                 except Exception:  # one bad update must not stop the commands
