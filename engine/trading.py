@@ -53,14 +53,13 @@ from engine.orders import (
     SubmitOrderList,
 )
 from engine.trading_notices import EntryReason, TradeNotices, top_contributions
+from engine.trading_views import LazyFeatures, open_order_views, position_views, risk_positions
 from exchange.binance.venue import BinanceVenue
 from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
 from risk.checks import AccountView, Denied, MarketView
 from risk.checks import PositionView as RiskPosition
 from risk.gate import EntryRequest, GateUpdate, HaltInputs, RiskGate
-from risk.halt import OpenOrderView
-from risk.ids import parse_client_order_id
 from risk.state import (
     DAY_MS,
     ClockTicked,
@@ -81,7 +80,6 @@ from strategy.signals import (
     PositionClosed,
     PositionOpened,
     PositionSide,
-    PositionView,
     RowClosed,
     ScoreUpdated,
     StrategyContext,
@@ -312,9 +310,9 @@ class TradingLoop:
             equity=self._equity(),
             rows={s: st.rows for s, st in md.items()},
             candles={s: st.candles for s, st in md.items()},
-            features={s: self._feature_vectors(s) for s in md},
+            features=LazyFeatures(md, self._feature_vectors),
             scores=dict(self.scores),
-            positions=self._position_views(),
+            positions=position_views(self._open, self.portfolio, self.last_price),
             book_valid={s: st.book_valid for s, st in md.items()},
             market=self.context_inputs.market(),
             sentiment=self.context_inputs.sentiment(),
@@ -338,15 +336,6 @@ class TradingLoop:
         if symbol in self.blocked:
             self._deny(symbol, "blocked", self.blocked[symbol])
             return
-        if self.journal is not None:  # every entry signal, with what produced it
-            modelled = self._bundle_id is not None and isinstance(self.scores.get(symbol), ScoreUpdated)
-            self.journal.record_signal(
-                symbol=symbol, ts_ms=now, score=request.confidence, threshold=request.threshold,
-                direction=request.side.value,
-                bundle_id=self._bundle_id(symbol) if modelled else f"strategy:{request.reason}",
-                feature_set_hash=self._feature_set_hash(symbol) if modelled else "",
-                contributions=dict(request.contributions),
-            )
         entry = EntryRequest(
             symbol=symbol,
             side=request.side.entry_side,
@@ -364,6 +353,7 @@ class TradingLoop:
         decision = self.gate.request_entry(entry, self.account_view(), market)
         if isinstance(decision, Denied):
             self._deny(symbol, decision.reason.value, decision.detail)
+            self._journal_signal(request, now)
             return
         self.log.info("entry", symbol=symbol, side=request.side.value, strength=request.strength,
                       confidence=request.confidence, threshold=request.threshold, ts_ms=now)
@@ -372,6 +362,22 @@ class TradingLoop:
                           top_contributions(request.contributions))
         self.notices.entry_reason(symbol, why)
         self._execute(decision.commands)
+        self._journal_signal(request, now)  # after the order left: the intent is the durable part
+
+    def _journal_signal(self, request: EnterRequest, now: int) -> None:
+        """Journal an entry signal with what produced it (batched: committed with the next write)."""
+        if self.journal is None:
+            return
+        symbol = request.symbol
+        modelled = self._bundle_id is not None and isinstance(self.scores.get(symbol), ScoreUpdated)
+        self.journal.record_signal(
+            symbol=symbol, ts_ms=now, score=request.confidence, threshold=request.threshold,
+            direction=request.side.value,
+            bundle_id=self._bundle_id(symbol) if modelled else f"strategy:{request.reason}",
+            feature_set_hash=self._feature_set_hash(symbol) if modelled else "",
+            contributions=dict(request.contributions),
+        )
+        self.dirty = True
 
     def _exit(self, request: ExitRequest, now: int) -> None:
         symbol = request.symbol
@@ -483,22 +489,6 @@ class TradingLoop:
         self._mark_all()
         return self.portfolio.equity()
 
-    def _position_views(self) -> dict[str, PositionView]:
-        views = {}
-        for symbol, opened in self._open.items():
-            position = self.portfolio.positions[symbol]
-            mark = self.last_price.get(symbol, position.avg_price)
-            pnl_pct = float((mark / position.avg_price - 1) * 100) * opened.side.sign if position.avg_price else 0.0
-            views[symbol] = PositionView(opened.side, abs(position.qty), position.avg_price,
-                                         opened.entry_ts_ms, pnl_pct)
-        return views
-
-    def _risk_positions(self) -> tuple[RiskPosition, ...]:
-        return tuple(
-            RiskPosition(s, Side.BUY if p.qty > 0 else Side.SELL, abs(p.qty), p.avg_price)
-            for s, p in self.portfolio.open_positions().items()
-        )
-
     def _realized_net(self) -> Decimal:
         portfolio = self.portfolio
         return portfolio.realized_pnl() - portfolio.fees() + portfolio.funding()
@@ -514,27 +504,11 @@ class TradingLoop:
         return AccountView(
             equity=self._equity(), day_start_equity=self.day_start_equity,
             realized_pnl_today=self.realized_pnl_today,
-            positions=self._risk_positions(), open_orders=counts,
+            positions=risk_positions(self.portfolio), open_orders=counts,
         )
 
-    def _open_order_views(self) -> list[OpenOrderView]:
-        """Return our open orders as the halt sees them: one leg per OCO list (one cancel ends it)."""
-        views: list[OpenOrderView] = []
-        listed: set[str] = set()
-        for order in self.venue.open_orders():
-            if order.client_order_id in listed:
-                continue
-            pair = self.venue.order_list_of(order.symbol, order.client_order_id)
-            if pair is not None:
-                listed.add(pair[1])
-            parsed = parse_client_order_id(order.client_order_id)
-            role = order.intent.role if order.intent else parsed.role if parsed else None
-            if role is not None:  # an order we did not place is not ours to cancel
-                views.append(OpenOrderView(order.symbol, order.client_order_id, role))
-        return views
-
     def _halt_inputs(self) -> HaltInputs:
-        return self._open_order_views(), self._risk_positions(), dict(self.last_price)
+        return open_order_views(self.venue), risk_positions(self.portfolio), dict(self.last_price)
 
     # -- risk state ---------------------------------------------------------------------------
     def _observe(self, observation: Observation) -> None:
