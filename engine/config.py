@@ -99,6 +99,9 @@ class ExecutionConfig(_Frozen):
     adopt_stop_pct: Annotated[float, Field(gt=0, le=50)] = 2.0
     max_entry_age_s: Annotated[float, Field(gt=0)] | None = 300.0  # stale entry orders cancelled
     reconcile_interval_s: Annotated[float, Field(ge=0)] = 60.0  # openOrders vs ours; 0: off
+    # warm keep-alive connections new orders are written to from the signal's own call (no
+    # task switch before the wire); 0: every order goes through the aiohttp session
+    order_connections: Annotated[int, Field(ge=0, le=8)] = 2
 
 
 class EndpointsConfig(_Frozen):

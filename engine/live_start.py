@@ -41,6 +41,7 @@ from exchange.binance.startup import (
 from exchange.binance.urls import BinanceEndpoints
 from exchange.binance.userstream import FuturesUserStream, SpotUserStream, UserStreamItem
 from exchange.binance.venue import BinanceVenue, BinanceVenueConfig
+from exchange.binance.wire import OrderWire
 from exchange.errors import Rejected
 from risk.adopt import fresh_stop_distance, judge_position
 from risk.gate import GateUpdate
@@ -100,7 +101,8 @@ def build_session(
     execution = config.execution
     ep = config.endpoints.for_market(market)
     endpoints = BinanceEndpoints(ep.rest, ep.ws, ep.routed)
-    rest = BinanceRest(market, endpoints, clock, http, keys, execution.recv_window_ms)
+    wire = OrderWire(ep.rest, clock, size=execution.order_connections) if execution.order_connections else None
+    rest = BinanceRest(market, endpoints, clock, http, keys, execution.recv_window_ms, wire=wire)
     # apiRestrictions is on Binance's spot host for every key; testnets have no /sapi at all, so
     # a testnet asks its own host (a loopback simulator answers, a real testnet 404s: a warning)
     spot = config.endpoints.spot if config.mode == "live" else ep
