@@ -1,13 +1,15 @@
 """Place, reconcile and cancel Binance orders without ever placing one twice.
 
-A pure fold (`fold_order`) turns what the venue says about an order (`VenueOrder`) into the
-engine's order events, once each: OrderAccepted once, every fill once (deduplicated by trade id),
-one terminal event. `OrderManager` is the async shell: it journals the intent before sending,
+Every venue report goes through the pure fold (`exchange.binance.order_fold.fold_order`), which
+emits each acceptance, fill and terminal event once. `OrderManager` is the async shell around
+it: it journals the intent before sending,
 and on an unknown outcome (timeout, 5xx, -1006/-1007) follows API reference §5.3: mark the intent
 UNKNOWN, query by client order id with backoff until the truth is known, and resend (with the
-same client id) only once the order can no longer appear: its timestamp is older than
-recvWindow plus a margin, so Binance would refuse it now. A duplicate-id rejection means an
-earlier attempt landed: query and adopt that order.
+same client id) only once the order can no longer appear: the `timestamp` the request carried is
+older than its recvWindow plus a margin, so Binance would refuse it now. Querying goes on at least
+until then, whatever recvWindow is. A duplicate-id rejection means an earlier attempt landed:
+query and adopt that order. A cancel whose outcome stays unknown is owed and re-issued by
+`retry_cancels` until the venue says the order is closed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import enum
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -27,22 +29,18 @@ from engine.clock import Clock
 from engine.journal import Journal
 from engine.model import Market
 from engine.orders import (
-    OrderAccepted,
-    OrderCanceled,
     OrderEvent,
-    OrderExpired,
     OrderIntent,
-    OrderRejected,
     OrderRole,
     OrderStatus,
     SubmitOrderList,
 )
+from exchange.binance.order_fold import TrackedOrder, fold_order
 from exchange.binance.orders import (
     MalformedOrderBody,
     OrderRequest,
     VenueOrder,
     cancel_request,
-    fill_event,
     oco_request,
     order_by_id_request,
     order_request,
@@ -55,7 +53,14 @@ from exchange.binance.orders import (
     trades_request,
 )
 from exchange.binance.rest import BinanceRest
-from exchange.errors import Rejected, RejectReason, Retryable, UnknownOutcome
+from exchange.errors import (
+    ExchangeError,
+    Rejected,
+    RejectReason,
+    Retryable,
+    SentRequest,
+    UnknownOutcome,
+)
 
 log = structlog.get_logger("tickloop.binance.orders")
 
@@ -66,61 +71,6 @@ _WORKING = frozenset(
 )
 
 
-@dataclass(slots=True)
-class TrackedOrder:
-    """Our knowledge of one order: what we asked for and which events were already emitted."""
-
-    intent: OrderIntent
-    algo: bool
-    created_mono_ns: int
-    status: OrderStatus = OrderStatus.PENDING
-    venue_order_id: str | None = None
-    filled_qty: Decimal = Decimal(0)
-    trade_ids: set[int] = field(default_factory=set)
-    accepted: bool = False
-    sends: int = 0  # placements actually sent (a resend happens only after "not placed")
-
-
-def fold_order(tracked: TrackedOrder, order: VenueOrder) -> list[OrderEvent]:
-    """Advance tracked with what the venue reports; return only the events not emitted before."""
-    events: list[OrderEvent] = []
-    cid, symbol = tracked.intent.client_order_id, tracked.intent.symbol
-    if tracked.status in (OrderStatus.REJECTED, OrderStatus.CANCELED, OrderStatus.EXPIRED):
-        terminal_done = True
-    else:
-        terminal_done = tracked.status is OrderStatus.FILLED
-    if not tracked.accepted and order.status is not OrderStatus.REJECTED:
-        tracked.accepted = True
-        tracked.venue_order_id = order.venue_order_id
-        events.append(OrderAccepted(symbol, cid, order.venue_order_id, order.ts_ms))
-    for fill in order.fills:
-        if fill.trade_id in tracked.trade_ids:
-            continue
-        tracked.trade_ids.add(fill.trade_id)
-        tracked.filled_qty += fill.quantity
-        # complete: the venue says FILLED, or a trade list ran ahead of a PARTIALLY_FILLED report
-        complete = (
-            order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty
-        ) or (order.orig_qty > 0 and tracked.filled_qty >= order.orig_qty)
-        events.append(fill_event(dataclasses.replace(order, client_order_id=cid), fill, complete))
-    if terminal_done:
-        return events
-    if order.status is OrderStatus.FILLED and tracked.filled_qty >= order.executed_qty:
-        tracked.status = OrderStatus.FILLED
-    elif order.status is OrderStatus.CANCELED:
-        tracked.status = OrderStatus.CANCELED
-        events.append(OrderCanceled(symbol, cid, order.ts_ms))
-    elif order.status is OrderStatus.EXPIRED:
-        tracked.status = OrderStatus.EXPIRED
-        events.append(OrderExpired(symbol, cid, order.ts_ms))
-    elif order.status is OrderStatus.REJECTED:
-        tracked.status = OrderStatus.REJECTED
-        events.append(OrderRejected(symbol, cid, "VENUE", "rejected by the venue", order.ts_ms))
-    elif order.status is not OrderStatus.FILLED:
-        tracked.status = OrderStatus.PARTIALLY_FILLED if tracked.filled_qty > 0 else OrderStatus.NEW
-    return events
-
-
 class Lookup(enum.Enum):
     FOUND = "found"
     ABSENT = "absent"  # not on the venue, and it can no longer appear
@@ -129,11 +79,13 @@ class Lookup(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class OrderManagerConfig:
-    recv_window_ms: int = 5000  # the BinanceRest's recvWindow
+    recv_window_ms: int = 5000  # the BinanceRest's; used when a request's own is unknown
     absent_margin_ms: int = 2000  # clock error and transit on top of recvWindow
     query_backoff_s: float = 0.1
     query_backoff_max_s: float = 2.0
-    give_up_s: float = 60.0  # stop querying an unknown order (it stays UNKNOWN)
+    # stop querying an unknown order this long after it could last have appeared (its timestamp
+    # + recvWindow + margin) or after the lookup began, whichever is later; it stays UNKNOWN
+    give_up_s: float = 60.0
     max_send_retries: int = 3  # Retryable answers: nothing happened, send again
     max_resends: int = 1  # resends after "not placed"
     max_entry_age_s: float | None = None  # cancel_stale() cancels older open entries
@@ -165,6 +117,9 @@ class OrderManager:
         self._finished: OrderedDict[str, TrackedOrder] = OrderedDict()
         self._finished_max = 10_000
         self._reported = asyncio.Event()  # set whenever a venue report advanced an order
+        # cancels asked for whose order may still be working: re-issued by retry_cancels()
+        self._cancels_owed: set[str] = set()
+        self._cancelling: set[str] = set()  # a cancel of these is being sent right now
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -230,10 +185,48 @@ class OrderManager:
         return [leg.status for leg in legs]
 
     async def cancel(self, client_order_id: str) -> OrderStatus:
-        """Cancel one of our orders; an order already closed is reconciled instead."""
+        """Cancel one of our orders; an order already closed is reconciled instead.
+
+        Until the venue says the order is closed the cancel is owed: one that could not be
+        confirmed (every attempt, or the status check after them, refused) is re-issued by
+        retry_cancels(), never dropped.
+        """
         tracked = self._require(client_order_id)
-        intent = tracked.intent
-        request = cancel_request(self.market, intent.symbol, client_order_id, tracked.algo)
+        if tracked.status in _WORKING:
+            self._cancels_owed.add(client_order_id)
+        self._cancelling.add(client_order_id)
+        try:
+            await self._send_cancel(tracked)
+        finally:
+            self._cancelling.discard(client_order_id)
+        if client_order_id in self._cancels_owed:
+            log.warning("order_cancel_owed", client_order_id=client_order_id,
+                        status=tracked.status.value)  # fmt: skip
+        return tracked.status
+
+    def cancels_owed(self) -> list[str]:
+        """Return the client ids whose cancel is not confirmed yet (retry_cancels re-sends them)."""
+        return sorted(self._cancels_owed)
+
+    async def retry_cancels(self) -> list[str]:
+        """Re-issue every owed cancel of an order known to rest; return their client ids."""
+        due = [
+            cid for cid in sorted(self._cancels_owed)
+            if cid not in self._cancelling and (tracked := self._orders.get(cid)) is not None
+            # PENDING/UNKNOWN: the placement path owns it; the cancel waits until it is found
+            and tracked.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        ]  # fmt: skip
+        for cid in due:
+            log.info("order_cancel_reissued", client_order_id=cid)
+            try:
+                await self.cancel(cid)
+            except (ExchangeError, MalformedOrderBody) as exc:  # still owed: the next pass tries
+                log.error("order_cancel_reissue_failed", client_order_id=cid, error=repr(exc))
+        return due
+
+    async def _send_cancel(self, tracked: TrackedOrder) -> None:
+        client_order_id = tracked.intent.client_order_id
+        request = cancel_request(self.market, tracked.intent.symbol, client_order_id, tracked.algo)
         attempts = 0
         while True:
             try:
@@ -242,19 +235,20 @@ class OrderManager:
             except Rejected as exc:
                 if exc.reason not in (RejectReason.ORDER_NOT_OPEN, *_ABSENT_REASONS):
                     raise
-                await self.refresh(client_order_id)
-                return tracked.status
+                await self._check(tracked)
+                return
             except (UnknownOutcome, Retryable) as exc:
                 # A cancel may be sent again (a second one for a closed order is -2011): keep
-                # asking until the venue says the order is closed, or a person must decide.
+                # asking until the venue says the order is closed; past max_send_retries the
+                # cancel stays owed (retry_cancels).
                 attempts += 1
                 if isinstance(exc, UnknownOutcome) or attempts > self._config.max_send_retries:
-                    await self.refresh(client_order_id)
+                    await self._check(tracked)
                     if tracked.status not in _WORKING or attempts > self._config.max_send_retries:
                         if tracked.status in _WORKING:
                             log.error("order_cancel_failed", client_order_id=client_order_id,
                                       status=tracked.status.value, error=repr(exc))  # fmt: skip
-                        return tracked.status
+                        return
                 log.warning("order_cancel_retry", client_order_id=client_order_id, error=repr(exc))
                 if isinstance(exc, Retryable) and not exc.resync_clock:
                     await self._clock.sleep(exc.retry_after_s or self._config.query_backoff_s)
@@ -264,10 +258,17 @@ class OrderManager:
             log.warning("cancel_answer_malformed", client_order_id=client_order_id, error=str(exc))
             order = None
         if order is None:
-            await self.refresh(client_order_id)
+            await self._check(tracked)
         else:
-            await self._absorb(tracked, order)
-        return tracked.status
+            await self._check(tracked, order)
+
+    async def _check(self, tracked: TrackedOrder, order: VenueOrder | None = None) -> None:
+        """Apply order (else query it); a refused or unreadable answer leaves tracked as it was."""
+        try:
+            await self._absorb(tracked, order if order is not None else await self._query(tracked))
+        except (Retryable, UnknownOutcome, MalformedOrderBody) as exc:
+            cid = tracked.intent.client_order_id
+            log.warning("order_status_check_failed", client_order_id=cid, error=repr(exc))
 
     async def cancel_stale(self) -> list[str]:
         """Cancel open entry orders older than max_entry_age_s; return their client ids."""
@@ -299,15 +300,16 @@ class OrderManager:
         An order found is adopted; one still absent recvWindow + margin after this call can no
         longer appear (its timestamp is too old) and is reported OrderRejected("NOT_PLACED").
         """
-        # Whatever a previous process sent, it sent before this call: one deadline for them all
+        # Whatever a previous process sent, it stamped before this call: one deadline for them all
         # (waiting recvWindow + margin per intent made a restart with n of them n times slower).
         started_ns = self._clock.monotonic_ns()
+        absent_after_ns = self._absent_after_ns(None)
         for record in self._journal.unknown_intents():
             intent = record.intent
             algo = self.market is Market.USDM and order_request(self.market, intent).is_algo
             tracked = TrackedOrder(intent, algo, started_ns, OrderStatus.UNKNOWN, sends=1)
             self._orders[intent.client_order_id] = tracked
-            if await self._lookup(tracked, started_ns, landed=False) is Lookup.ABSENT:
+            if await self._lookup(tracked, absent_after_ns) is Lookup.ABSENT:
                 log.warning("order_never_placed", client_order_id=intent.client_order_id)
                 reason = Rejected(RejectReason.OTHER, "absent after an unknown outcome")
                 self._emit_reject(tracked, reason, ts_ms, "NOT_PLACED")
@@ -330,7 +332,6 @@ class OrderManager:
     async def _place(self, legs: list[TrackedOrder], request: OrderRequest, ts_ms: int) -> None:
         retries = 0
         while True:
-            sent_ns = self._clock.monotonic_ns()
             for leg in legs:
                 leg.sends += 1
             try:
@@ -350,13 +351,14 @@ class OrderManager:
                 if exc.reason is RejectReason.DUPLICATE:
                     log.warning("order_duplicate_adopt", client_order_id=_ids(legs))
                     for leg in legs:
-                        await self._lookup(leg, sent_ns, landed=True)
+                        await self._lookup(leg, None)
                     return
                 for leg in legs:
                     self._emit_reject(leg, exc, ts_ms)
                 return
             except UnknownOutcome as exc:
                 log.warning("order_unknown_outcome", client_order_id=_ids(legs), error=repr(exc))
+                absent_after_ns = self._absent_after_ns(exc.sent)
                 for leg in legs:
                     if leg.accepted or leg.status is OrderStatus.REJECTED:
                         continue  # the user stream already told us: the answer lost nothing
@@ -364,7 +366,7 @@ class OrderManager:
                     self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, exc.message)
                 if await self._reported_by_stream(legs):
                     return
-                lookups = [await self._lookup(leg, sent_ns, landed=False) for leg in legs]
+                lookups = [await self._lookup(leg, absent_after_ns) for leg in legs]
                 if any(lookup is not Lookup.ABSENT for lookup in lookups):
                     return
                 if legs[0].sends > self._config.max_resends:
@@ -380,7 +382,7 @@ class OrderManager:
                         leg.status = OrderStatus.UNKNOWN
                         self._journal.mark_unknown(leg.intent.client_order_id, ts_ms, str(exc))
                 for leg in legs:
-                    await self._lookup(leg, sent_ns, landed=True)
+                    await self._lookup(leg, None)
             return
 
     async def _absorb_answer(
@@ -413,20 +415,48 @@ class OrderManager:
                 return False
         return True
 
-    async def _lookup(self, tracked: TrackedOrder, sent_ns: int, *, landed: bool) -> Lookup:
-        """Query by client id with backoff; ABSENT only once the order can no longer appear."""
+    def _absent_after_ns(self, sent: SentRequest | None) -> int:
+        """Return when (monotonic ns) an order sent as `sent` can no longer appear on the venue.
+
+        Binance executes a request only while server time - its timestamp <= its recvWindow
+        (API reference §3.3, §5.3), so that is the timestamp it carried plus its recvWindow plus
+        a margin for clock error, moved onto the monotonic clock. Without the request (after a
+        restart), the current server time bounds the timestamp of anything sent before.
+        """
+        now_server_ms = self._rest.timestamp_ms()
+        stamped_ms, window_ms = now_server_ms, float(self._config.recv_window_ms)
+        if sent is not None:
+            try:
+                stamped_ms = int(sent.params["timestamp"])
+                window_ms = float(sent.params.get("recvWindow", window_ms))
+            except (KeyError, ValueError):  # not a signed request as we send them: assume now
+                stamped_ms = now_server_ms
+            if stamped_ms > 10**14:  # microseconds (spot accepts them)
+                stamped_ms //= 1000
+        left_ms = stamped_ms + window_ms + self._config.absent_margin_ms - now_server_ms
+        return self._clock.monotonic_ns() + max(0, int(left_ms * 1_000_000))
+
+    async def _lookup(self, tracked: TrackedOrder, absent_after_ns: int | None) -> Lookup:
+        """Query by client id with backoff; ABSENT only once the order can no longer appear.
+
+        absent_after_ns None: the order landed (a duplicate id, a readable 2xx), never absent.
+        Querying goes on until give_up_s after absent_after_ns, so an order is always either found
+        or declared absent, however long its recvWindow.
+        """
         config = self._config
-        absent_after_ns = sent_ns + (config.recv_window_ms + config.absent_margin_ms) * 1_000_000
-        give_up_ns = self._clock.monotonic_ns() + int(config.give_up_s * 1e9)
+        start_ns = self._clock.monotonic_ns()
+        last_chance_ns = start_ns if absent_after_ns is None else max(start_ns, absent_after_ns)
+        give_up_ns = last_chance_ns + int(config.give_up_s * 1e9)
         delay_s = config.query_backoff_s
         while True:
+            asked_ns = self._clock.monotonic_ns()
             try:
                 order = await self._query(tracked)
             except Rejected as exc:
                 if exc.reason not in _ABSENT_REASONS:
                     raise
-                now_ns = self._clock.monotonic_ns()
-                if not landed and now_ns >= absent_after_ns:
+                # "not found" proves absence only for a question asked after the deadline
+                if absent_after_ns is not None and asked_ns >= absent_after_ns:
                     return Lookup.ABSENT
             except (Retryable, UnknownOutcome, MalformedOrderBody) as exc:
                 log.info("order_query_retry", client_order_id=tracked.intent.client_order_id,
@@ -434,9 +464,14 @@ class OrderManager:
             else:
                 await self._absorb(tracked, order)
                 return Lookup.FOUND
-            if self._clock.monotonic_ns() >= give_up_ns:
+            now_ns = self._clock.monotonic_ns()
+            if now_ns >= give_up_ns:
                 return Lookup.UNRESOLVED
-            await self._clock.sleep(delay_s)
+            if absent_after_ns is not None and now_ns < absent_after_ns:
+                # ask once more right when the order can no longer appear, not a backoff later
+                await self._clock.sleep(min(delay_s, (absent_after_ns - now_ns) / 1e9))
+            else:
+                await self._clock.sleep(delay_s)
             delay_s = min(delay_s * 2, config.query_backoff_max_s)
 
     async def _query(self, tracked: TrackedOrder) -> VenueOrder:
@@ -486,6 +521,7 @@ class OrderManager:
         if tracked.status in _WORKING:
             return
         cid = tracked.intent.client_order_id
+        self._cancels_owed.discard(cid)  # closed: nothing left to cancel
         if self._orders.pop(cid, None) is None:
             return
         self._finished[cid] = tracked

@@ -398,6 +398,8 @@ class BinanceVenue:
                 await self.manager.cancel_stale()
             except ExchangeError as exc:
                 log.warning("stale_cancel_failed", error=repr(exc))
+            # a cancel refused until the end (429, 5xx) is owed: send it again until it holds
+            await self.manager.retry_cancels()
 
     async def _reconcile_periodically(self) -> None:
         while True:
@@ -410,10 +412,12 @@ class BinanceVenue:
     async def reconcile_open_orders(self) -> list[str]:
         """Compare the venue's open orders with ours; query the ones that ended unseen.
 
+        Cancels not confirmed yet (refused to the end by 429/5xx) are sent again first.
         Returns the client ids the venue lists that we do not track (placed by someone else).
         """
         from exchange.binance.startup import venue_open_orders
 
+        await self.manager.retry_cancels()
         foreign: list[str] = []
         for symbol in self._queues:
             listed = await venue_open_orders(self._rest, symbol)
