@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ log = structlog.get_logger("tickloop.binance.userstream")
 
 LISTEN_KEY_PATH = "/fapi/v1/listenKey"
 INVALID_LISTEN_KEY = -1125
+TIMESTAMP_OUTSIDE_WINDOW = -1021
 USDM_PRIVATE_EVENTS = ("ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "ALGO_UPDATE")
 
 
@@ -299,7 +300,13 @@ class FuturesUserStream(_UserStream):
 
 
 class SpotUserStream(_UserStream):
-    """Spot user data: `userDataStream.subscribe.signature` on the WebSocket API."""
+    """Spot user data: `userDataStream.subscribe.signature` on the WebSocket API.
+
+    A subscription refused for its timestamp (-1021) resyncs the server-time offset through
+    `sync_time` and is re-signed and sent once more, as BinanceRest does for a read; without that
+    every reconnect would be refused again with the same stale offset. `sync_time` defaults to
+    the sync_time of the BinanceRest whose `timestamp_ms` is passed.
+    """
 
     def __init__(
         self,
@@ -316,6 +323,7 @@ class SpotUserStream(_UserStream):
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 30.0,
         rng: random.Random | None = None,
+        sync_time: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         super().__init__(queue, clock, http, heartbeat_s=heartbeat_s,
                          backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
@@ -323,6 +331,9 @@ class SpotUserStream(_UserStream):
         self._url = ws_api_url
         self._keys = keys
         self._timestamp_ms = timestamp_ms
+        if sync_time is None and isinstance(getattr(timestamp_ms, "__self__", None), BinanceRest):
+            sync_time = timestamp_ms.__self__.sync_time  # type: ignore[attr-defined]
+        self._sync_time = sync_time
         self._recv_window_ms = recv_window_ms
         self._subscribe_timeout_s = subscribe_timeout_s
         self._request_ids = itertools.count(1)
@@ -344,7 +355,14 @@ class SpotUserStream(_UserStream):
         self._log.info("user_stream_connecting", url=redact_url(self._url))
         ws = await self._connect(self._url)
         try:
-            self.subscription_id = await self._subscribe(ws)
+            try:
+                self.subscription_id = await self._subscribe(ws)
+            except Retryable as exc:
+                if not exc.resync_clock or self._sync_time is None:
+                    raise
+                await self._sync_time()
+                self._log.info("user_stream_timestamp_resynced", code=exc.code)
+                self.subscription_id = await self._subscribe(ws)  # re-signed, fresh timestamp
         except BaseException:
             await ws.close()
             raise
@@ -382,8 +400,12 @@ def _subscription_result(reply: dict[str, Any]) -> int:
         if code in AUTH_CODES:
             raise AuthFailed(f"user data subscription refused: {message}", code=code,
                              status=reply.get("status"))  # fmt: skip
-        raise Retryable(f"user data subscription failed: {code} {message}", code=code,
-                        status=reply.get("status"))  # fmt: skip
+        raise Retryable(
+            f"user data subscription failed: {code} {message}",
+            code=code,
+            status=reply.get("status"),
+            resync_clock=code == TIMESTAMP_OUTSIDE_WINDOW,  # re-sign only after a resync
+        )
     result = reply.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("subscriptionId"), int):
         raise _StreamDown(f"unexpected subscription reply: {str(reply)[:200]}")
