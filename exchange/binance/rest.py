@@ -233,12 +233,12 @@ class BinanceRest:
             return None
         payload: dict[str, ParamValue] = {**params, "recvWindow": self._recv_window_ms,
                                           "timestamp": self.timestamp_ms()}  # fmt: skip
-        query, body, headers, sent = self._signed(method, path, payload, signed=True, keyed=True)
+        query, body, headers = self._signed(method, payload, signed=True, keyed=True)
         answer = wire.try_send(method, path + (f"?{query}" if query else ""), headers, body.encode())
         if answer is None:
             self.limiter.refund(permit)
             return None
-        return self._await_order(wire, answer, permit, sent)
+        return self._await_order(wire, answer, permit, self._record(method, path, payload))
 
     async def _await_order(
         self, wire: OrderWire, answer: asyncio.Future[WireAnswer], permit: Permit, sent: SentRequest
@@ -264,9 +264,9 @@ class BinanceRest:
             raise
 
     def _signed(
-        self, method: str, path: str, payload: dict[str, ParamValue], *, signed: bool, keyed: bool
-    ) -> tuple[str, str, dict[str, str], SentRequest]:
-        """Return (query, body, headers, record) for a request: the signature covers what is sent."""
+        self, method: str, payload: dict[str, ParamValue], *, signed: bool, keyed: bool
+    ) -> tuple[str, str, dict[str, str]]:
+        """Return (query, body, headers) for a request: the signature covers what is sent."""
         encoded = encode_params(payload)
         query, body = ("", encoded) if method in _BODY_METHODS else (encoded, "")
         headers: dict[str, str] = {}
@@ -279,14 +279,14 @@ class BinanceRest:
             query, body = signed_payload.query, signed_payload.body
         if body:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return query, body, headers
+
+    def _record(self, method: str, path: str, payload: dict[str, ParamValue]) -> SentRequest:
+        """Return what an error about this request tells its caller it was (params, no secrets)."""
         self._request_seq += 1
-        sent = SentRequest(
-            str(self._request_seq),
-            method,
-            path,
-            {key: format_param(value) for key, value in payload.items()},
+        return SentRequest(
+            str(self._request_seq), method, path, {k: format_param(v) for k, v in payload.items()}
         )
-        return query, body, headers, sent
 
     async def _send(
         self,
@@ -310,7 +310,8 @@ class BinanceRest:
             if signed:
                 # Stamp after any wait for budget, so the request is fresh when it leaves.
                 payload["timestamp"] = self.timestamp_ms()
-            query, body, headers, sent = self._signed(method, path, payload, signed=signed, keyed=keyed)
+            query, body, headers = self._signed(method, payload, signed=signed, keyed=keyed)
+            sent = self._record(method, path, payload)
             # encoded=True: send our percent-encoding byte for byte, the one that was signed.
             url = URL(self._base + path + (f"?{query}" if query else ""), encoded=True)
             try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 import aiohttp
+import h11
 import pytest
 
 from engine.clock import LiveClock
@@ -280,3 +281,43 @@ async def test_without_a_measured_clock_offset_the_order_takes_the_awaited_path(
 def test_a_base_url_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         OrderWire("ws://127.0.0.1:1", LiveClock())
+
+
+class _Capture(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("body", [b"", b"symbol=BTCUSDT&side=BUY&signature=ab12"])
+async def test_the_request_written_is_byte_for_byte_what_h11_frames(body: bytes) -> None:
+    from exchange.binance.wire import _Connection
+
+    connection = _Connection(asyncio.get_running_loop(), LiveClock())
+    transport = _Capture()
+    connection.connection_made(transport)
+    headers = {"X-MBX-APIKEY": API_KEY, "Content-Type": "application/x-www-form-urlencoded"}
+    connection.send("POST", "/api/v3/order?x=1", "api.binance.com", headers, body)
+    reference = h11.Connection(our_role=h11.CLIENT)
+    fields = [("Host", "api.binance.com"), *headers.items(), ("Content-Length", str(len(body)))]
+    expected = reference.send(h11.Request(method="POST", target="/api/v3/order?x=1", headers=fields))
+    expected += reference.send(h11.Data(data=body)) if body else b""
+    expected += reference.send(h11.EndOfMessage())
+    assert transport.written == expected
+
+
+async def test_a_header_value_with_a_line_break_is_never_written(rig: Rig) -> None:
+    await rig.until_ready()
+    server = rig.accept()
+    assert rig.wire.try_send("POST", "/api/v3/order", {"X-MBX-APIKEY": "a\r\nX-Evil: 1"}, b"") is None
+    assert rig.wire.ready == 1 and rig.wire.sent == 0
+    server.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        server.recv(100)
+    server.close()
