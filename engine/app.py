@@ -347,8 +347,6 @@ class App:
         await patiently("server time", session.rest.sync_time, self.clock)
         tasks = [tg.create_task(session.venue.run(), name="binance-orders"),
                  tg.create_task(session.stream.run(), name="user-stream")]
-        if session.rest.wire is not None:  # warm order connections, opened before any signal
-            tasks.append(tg.create_task(session.rest.wire.run(), name="order-wire"))
         report = await start_session(session, cfg, self.journal, self.clock)
         balances = {a: b.total for a, b in session.venue.balances().items()}
         # through the signed client: typed errors, retried, and the rate budgets seeded from it

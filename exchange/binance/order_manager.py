@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import enum
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -166,6 +166,31 @@ class OrderManager:
             self._journal.record_intent(intent, ts_ms)
         self._orders[intent.client_order_id] = tracked
         await self._place([tracked], request, ts_ms)
+        return tracked.status
+
+    def submit_now(
+        self, intent: OrderIntent, ts_ms: int
+    ) -> Coroutine[Any, Any, OrderStatus] | None:
+        """Write intent (journaled by the caller) to a warm connection before returning, if it can go at once.
+
+        Returns the coroutine that finishes the placement as `submit` does (answer, retries,
+        the unknown-outcome protocol); None, with nothing sent or tracked, when it must go
+        through `submit` (BinanceRest.send_order_now says when).
+        """
+        request = order_request(self.market, intent)
+        sending = self._rest.send_order_now(
+            request.method, request.path, request.params, weight=request.weight
+        )
+        if sending is None:
+            return None
+        tracked = TrackedOrder(intent, request.is_algo, self._clock.monotonic_ns())
+        self._orders[intent.client_order_id] = tracked
+        return self._finish_placing(tracked, request, ts_ms, sending)
+
+    async def _finish_placing(
+        self, tracked: TrackedOrder, request: OrderRequest, ts_ms: int, sending: Awaitable[Any]
+    ) -> OrderStatus:
+        await self._place([tracked], request, ts_ms, sent_first=sending)
         return tracked.status
 
     async def submit_list(
@@ -329,13 +354,25 @@ class OrderManager:
 
     # -- placement and reconciliation ------------------------------------------------------------
 
-    async def _place(self, legs: list[TrackedOrder], request: OrderRequest, ts_ms: int) -> None:
+    async def _place(
+        self,
+        legs: list[TrackedOrder],
+        request: OrderRequest,
+        ts_ms: int,
+        *,
+        sent_first: Awaitable[Any] | None = None,
+    ) -> None:
+        """Place request (its answer already awaited in sent_first when it went out at once)."""
         retries = 0
         while True:
             for leg in legs:
                 leg.sends += 1
             try:
-                body = await self._call(request, order=True)
+                if sent_first is not None:
+                    answer, sent_first = sent_first, None
+                    body = await answer
+                else:
+                    body = await self._call(request, order=True)
             except Retryable as exc:
                 retries += 1
                 for leg in legs:

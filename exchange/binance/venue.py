@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -99,7 +99,15 @@ class _Cancel:
     client_order_id: str
 
 
-_Command = _Submit | _SubmitList | _Cancel
+@dataclass(frozen=True, slots=True)
+class _Placing:
+    """An order already on the wire: the worker finishes it (answer, retries, reconciliation)."""
+
+    intent: OrderIntent
+    finishing: Coroutine[Any, Any, OrderStatus]
+
+
+_Command = _Submit | _SubmitList | _Cancel | _Placing
 
 
 def venue_order_of(update: OrderUpdate) -> VenueOrder:
@@ -182,8 +190,21 @@ class BinanceVenue:
             self._listener([event])
 
     def submit(self, intent: OrderIntent, now_ms: int) -> list[OrderEvent]:
-        """Queue an order (the caller journaled it); its events arrive through the listener."""
-        self._queue(intent.symbol).put_nowait(_Submit(intent, now_ms))
+        """Send or queue an order (the caller journaled it); its events arrive through the listener.
+
+        When nothing of the symbol is queued or being sent, the order is written to a warm
+        connection before this returns (no task switch between the signal and the wire); the
+        symbol's worker then finishes it, so what is queued after it still goes after it.
+        """
+        queue = self._queue(intent.symbol)
+        if not self._busy.get(intent.symbol) and queue.empty():
+            finishing = self.manager.submit_now(intent, now_ms)
+            if finishing is not None:
+                self._busy[intent.symbol] = True
+                queue.put_nowait(_Placing(intent, finishing))
+                self._queued_signal = True
+                return []
+        queue.put_nowait(_Submit(intent, now_ms))
         self._queued[intent.client_order_id] = intent
         self._queued_signal = True
         return []
@@ -235,7 +256,9 @@ class BinanceVenue:
         return [o for o in queued + working if symbol is None or o.symbol == symbol]
 
     def open_order_count(self, symbol: str | None = None) -> int:
-        return len(self.open_orders(symbol))
+        """Return len(open_orders(symbol)) without building them (asked per symbol per entry)."""
+        intents = [*self._queued.values(), *(t.intent for t in self.manager.open_orders())]
+        return sum(1 for i in intents if symbol is None or i.symbol == symbol)
 
     def order_list_of(self, symbol: str, client_order_id: str) -> tuple[str, str] | None:
         """Return (list id, other leg id) while both legs of an OCO are working, else None."""
@@ -279,6 +302,8 @@ class BinanceVenue:
             for symbol in self._queues:
                 tg.create_task(self._worker(symbol), name=f"orders-{symbol}")
             tg.create_task(self._consume_user_stream(), name="user-events")
+            if self._rest.wire is not None:  # warm connections new orders are written to at once
+                tg.create_task(self._rest.wire.run(), name="order-wire")
             if self.market is Market.USDM and self.config.countdown_ms > 0:
                 tg.create_task(self._keep_countdown(), name="countdown")
             tg.create_task(self._age_out_entries(), name="stale-entries")
@@ -305,7 +330,9 @@ class BinanceVenue:
             legs = (command.intent,) if isinstance(command, _Submit) else command.command.orders
             for leg in legs:  # from here on the manager tracks it (PENDING until answered)
                 self._queued.pop(leg.client_order_id, None)
-        if isinstance(command, _Submit):
+        if isinstance(command, _Placing):
+            await command.finishing
+        elif isinstance(command, _Submit):
             await self.manager.submit(command.intent, command.ts_ms, journaled=True)
         elif isinstance(command, _SubmitList):
             await self.manager.submit_list(command.command, journaled=True)

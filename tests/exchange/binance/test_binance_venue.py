@@ -123,6 +123,26 @@ async def test_commands_of_one_symbol_are_sent_in_order(spot: Rig) -> None:
     assert [r.status for r in records] == ["CANCELED"]
 
 
+async def test_an_order_on_an_idle_symbol_leaves_before_submit_returns(spot: Rig) -> None:
+    wire = spot.session.rest.wire
+    assert wire is not None  # execution.order_connections defaults to 2
+    await spot.wait_for(lambda: wire.ready >= 1)
+    first, second = _limit_far_below(spot, "tl-BTCUSDT-11-en"), _limit_far_below(spot, "tl-BTCUSDT-12-en")
+    _submit(spot, first)
+    assert wire.sent == 1  # written on the warm connection inside submit: no await since
+    _submit(spot, second)  # the symbol's worker has one in flight: queued behind it, in order
+    spot.session.venue.cancel("BTCUSDT", first.client_order_id, 0)
+    assert wire.sent == 1
+    assert await spot.session.venue.drain()
+    assert [(type(e).__name__, e.client_order_id) for e in spot.events] == [
+        ("OrderAccepted", first.client_order_id), ("OrderAccepted", second.client_order_id),
+        ("OrderCanceled", first.client_order_id)]
+    desk = spot.sim.trading.spot  # type: ignore[union-attr]
+    placed = [(o.client_order_id, o.status) for o in desk.orders.values()
+              if o.client_order_id in (first.client_order_id, second.client_order_id)]  # fmt: skip
+    assert sorted(placed) == [(first.client_order_id, "CANCELED"), (second.client_order_id, "NEW")]
+
+
 async def test_periodic_reconciliation_finds_an_order_cancelled_unseen_and_foreign_orders(spot: Rig) -> None:
     intent = _limit_far_below(spot, "tl-BTCUSDT-2-en")
     _submit(spot, intent)
