@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -53,7 +54,13 @@ from engine.orders import (
     SubmitOrderList,
 )
 from engine.trading_notices import EntryReason, TradeNotices, top_contributions
-from engine.trading_views import LazyFeatures, open_order_views, position_views, risk_positions
+from engine.trading_views import (
+    BookValidity,
+    LazyFeatures,
+    open_order_views,
+    position_views,
+    risk_positions,
+)
 from exchange.binance.venue import BinanceVenue
 from exchange.simulated import SimulatedVenue
 from portfolio.portfolio import EquityCurve, Portfolio, SummaryTicker, summary_line
@@ -163,6 +170,7 @@ class TradingLoop:
         self._data_reported_ms: int | None = None
         self._open: dict[str, _Open] = {}
         self._candles_seen: dict[str, int] = {}
+        self._rings: tuple[dict[str, Any], dict[str, Any]] = ({}, {})  # rows, candles by symbol
         self._pending: deque[OrderEvent] = deque()
         self._rejects: list[OrderRejected] = []
         self.dirty = False  # journal rows written since the last flush
@@ -305,15 +313,17 @@ class TradingLoop:
     def context(self, now_ms: int) -> StrategyContext:
         """Build the strategy's read-only view at now_ms."""
         md = self.market_data
+        if len(self._rings[0]) != len(md):  # the rings themselves never change: mapped once
+            self._rings = ({s: st.rows for s, st in md.items()}, {s: st.candles for s, st in md.items()})
         return StrategyContext(
             now_ms=now_ms,
             equity=self._equity(),
-            rows={s: st.rows for s, st in md.items()},
-            candles={s: st.candles for s, st in md.items()},
+            rows=self._rings[0],
+            candles=self._rings[1],
             features=LazyFeatures(md, self._feature_vectors),
             scores=dict(self.scores),
             positions=position_views(self._open, self.portfolio, self.last_price),
-            book_valid={s: st.book_valid for s, st in md.items()},
+            book_valid=BookValidity(md),
             market=self.context_inputs.market(),
             sentiment=self.context_inputs.sentiment(),
         )

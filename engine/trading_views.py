@@ -60,6 +60,24 @@ class LazyFeatures(Mapping[str, Mapping[str, FeatureVector]]):
         return symbol in self._symbols
 
 
+class BookValidity(Mapping[str, bool]):
+    """symbol -> whether its book is in sync, read live from the market data (no copy per event)."""
+
+    __slots__ = ("_market_data",)
+
+    def __init__(self, market_data: Mapping[str, Any]) -> None:
+        self._market_data = market_data
+
+    def __getitem__(self, symbol: str) -> bool:
+        return bool(self._market_data[symbol].book_valid)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._market_data)
+
+    def __len__(self) -> int:
+        return len(self._market_data)
+
+
 def position_views(
     opened: Mapping[str, _Opened], portfolio: Portfolio, last_price: Mapping[str, Decimal]
 ) -> dict[str, PositionView]:
