@@ -77,6 +77,7 @@ from exchange.binance.order_manager import OrderManager, OrderManagerConfig
 from exchange.binance.rest import BinanceRest
 from exchange.binance.urls import BinanceEndpoints
 from exchange.binance.venue import BinanceVenue, BinanceVenueConfig
+from exchange.binance.wire import OrderWire
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 from portfolio.portfolio import Portfolio
 from risk.filters import parse_exchange_filters
@@ -435,8 +436,9 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
     stages: Stamps = {}
     traces = [trace_config(stages)] if args.breakdown else None
     async with aiohttp.ClientSession(trace_configs=traces) as http:
+        wire = None if args.aiohttp else OrderWire(url, LiveClock())  # as build_session's default
         rest = BinanceRest(Market.SPOT, BinanceEndpoints(url, "ws://127.0.0.1:9"), LiveClock(), http,
-                           BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET))  # fmt: skip
+                           BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET), wire=wire)  # fmt: skip
         await rest.sync_time()
         signalling = set(names[::2])  # half the symbols signal
         engine = build_engine(exchange_info(symbols), journal, rest, scratch, signalling, args.every,
@@ -444,7 +446,9 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
         engine.venue.stages = stages
         profiler = cProfile.Profile() if args.profile else None
         async with asyncio.TaskGroup() as tg:
-            venue_task = tg.create_task(engine.venue.run(), name="venue")
+            venue_task = tg.create_task(engine.venue.run(), name="venue")  # runs the wire too
+            while wire is not None and wire.ready < 2:
+                await asyncio.sleep(0.01)
             with profiler or contextlib.nullcontext():
                 stats = await feed(engine, frames, args.speed, args.warmup + args.samples)
                 drained = await engine.venue.drain(10.0)
@@ -542,6 +546,7 @@ def parse_args() -> argparse.Namespace:
         ("--samples", int, None, "samples after warm-up (default 2500; quick 300)"),
         ("--breakdown", bool, False, "stamp each stage, wall and CPU (adds a few µs)"),
         ("--profile", bool, False, "cProfile the engine process during the feed"),
+        ("--aiohttp", bool, False, "orders through the aiohttp session only (no warm order wire)"),
         ("--out", Path, RESULTS, "where to write the JSON"),
     ]:  # fmt: skip
         options = {"action": "store_true"} if kind is bool else {"type": kind, "default": default}
