@@ -1,14 +1,17 @@
 """Tick-to-order latency on loopback: market-data frame in -> signed order request on the wire.
 
-    python bench/tick_to_order.py [--quick] [--speed X] [--breakdown] [--profile]
+    python bench/tick_to_order.py [--quick] [--speed X] [--breakdown] [--profile] [--aiohttp]
 
 Figure: per order a signal sends, the time from just before the frame that fired it enters the
 engine (`TradingSink.on_frame`: decode, book sync, fold, row hooks) to the first bytes of its
 `POST /api/v3/order` arriving at the venue: p50, p99, p99.9, max in µs, warm-up excluded. The
 path is the engine's own: an `App` (pipeline, row logger, default feature sets) with a
 `TradingLoop` assembled as `engine/modes.py` `build_trading` does, trading through `BinanceVenue`
--> per-symbol worker -> `OrderManager` -> `BinanceRest` (HMAC, aiohttp) -> 127.0.0.1, with the
-SQLite journal on disk. Only the strategy is the bench's: a long entry on every K-th closed row of
+-> `OrderManager` -> `BinanceRest` (HMAC) -> 127.0.0.1, with the SQLite journal on disk. As
+`build_session` does, orders of an idle symbol are written to one of four warm connections
+(`exchange/binance/wire.py`) inside the signal's call; an order behind another of its symbol,
+or finding every connection busy, goes through the symbol's worker and aiohttp (`--aiohttp`: all
+do; JSON `order_wire` counts both). Only the strategy is the bench's: a long entry on every K-th closed row of
 half the symbols (strategies never see single trades: the frame firing it is the one closing a row).
 
 Market data: 20 symbols, the spot BTCUSDT and ETHUSDT tapes (depth@100ms + trade, what a spot App
@@ -17,11 +20,9 @@ boundaries spread out, event times rebased to now; fed at `--speed` x real time 
 2,100-2,600 frames/s) by one task that sleeps until a frame is due and otherwise does not yield,
 as a websocket reader with frames already buffered does not.
 
-Venue: a minimal HTTP/1.1 server in its own process. It stamps `time.perf_counter_ns()`
-(CLOCK_MONOTONIC, system-wide on Linux) on the first `data_received` of each request, before any
-parsing, checks the HMAC signature and answers a valid FULL body: the MARKET order EXPIRED, so no
-position opens and every later signal may enter again (exchange/sim serves the tapes' two symbols
-only and stamps nothing on arrival).
+Venue: bench/t2o_venue.py, a minimal HTTP/1.1 server in its own process that stamps the arrival
+of each request's first bytes, before any parsing (exchange/sim serves the tapes' two symbols only
+and stamps nothing on arrival).
 
 Baseline, same run, server, process and aiohttp: a bare `session.post` of a pre-signed order body,
 no engine (one per 5 ms), from just before the call to the arrival stamp; its round trip too.
@@ -37,8 +38,6 @@ import asyncio
 import contextlib
 import contextvars
 import cProfile
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -54,7 +53,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,10 +60,11 @@ sys.path.insert(0, str(ROOT))
 import aiohttp
 import orjson
 import structlog
+from t2o_venue import BASELINE_PREFIX, ORDER_PATH, serve_venue
 
 from engine.app import App
 from engine.clock import LiveClock
-from engine.config import parse_config
+from engine.config import ExecutionConfig, parse_config
 from engine.journal import Journal
 from engine.model import Market, instrument_from_exchange_info
 from engine.modes import TradingSink, exchange_info_from_tape
@@ -91,94 +90,13 @@ TAPES = {"BTC": DATA / "spot_btcusdt_20240808.gz", "ETH": DATA / "spot_ethusdt_2
 COPIES, SHIFT_MS = 10, 50  # 10 copies per tape: 20 symbols, seconds starting 50 ms apart
 GOAL_P99_US = 2000.0
 RESULTS = ROOT / "bench" / "results" / "tick_to_order.json"
-ORDER_PATH = "/api/v3/order"
-BASELINE_PREFIX = "base-"
 _TIME_FIELD = re.compile(rb'"([ET])":(\d+)')
-_CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 _current_order: contextvars.ContextVar[str | None] = contextvars.ContextVar("order", default=None)
 Stamps = dict[str, dict[str, tuple[int, int]]]  # client id -> stage -> (wall ns, thread CPU ns)
 
 
-# -- the venue: a stamping HTTP server in its own process --------------------------------------
-
-
 def _stamp() -> tuple[int, int]:
     return time.perf_counter_ns(), time.thread_time_ns()
-
-
-class _Desk(asyncio.Protocol):
-    """One keep-alive connection: stamp each request's first bytes, then parse and answer it."""
-
-    def __init__(self, book: dict[str, Any]) -> None:
-        self.book, self.buffer, self.first_ns = book, bytearray(), 0
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        now_ns = time.perf_counter_ns()  # the arrival stamp, before anything else
-        if not self.buffer:
-            self.first_ns = now_ns
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            length = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
-            total = end + 4 + (int(length.group(1)) if length else 0)
-            if len(self.buffer) < total:
-                return
-            head, body = bytes(self.buffer[:end]), bytes(self.buffer[end + 4 : total])
-            del self.buffer[:total]
-            self.transport.write(self._answer(head, body, self.first_ns))
-            self.first_ns = now_ns  # a further request in the same chunk arrived with it
-
-    def _answer(self, head: bytes, body: bytes, arrived_ns: int) -> bytes:
-        method, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
-        path, _, query = target.decode().partition("?")
-        book = self.book
-        if method == b"POST" and path == ORDER_PATH:
-            signed, _, signature = body.rpartition(b"&signature=")
-            expected = hmac.new(book["secret"], query.encode() + signed, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected.encode(), signature):
-                book["bad_signatures"] += 1
-                return _http(400, b'{"code":-1022,"msg":"Signature for this request is not valid."}')  # fmt: skip
-            p = dict(parse_qsl(signed.decode()))
-            book["arrivals"].setdefault(p["newClientOrderId"], []).append(arrived_ns)
-            book["order_id"] += 1
-            now_ms = LiveClock().now_ms()
-            return _http(200, orjson.dumps({
-                "symbol": p["symbol"], "orderId": book["order_id"], "orderListId": -1,
-                "clientOrderId": p["newClientOrderId"], "transactTime": now_ms, "price": "0",
-                "origQty": p["quantity"], "executedQty": "0", "origQuoteOrderQty": "0",
-                "cummulativeQuoteQty": "0", "status": "EXPIRED", "timeInForce": "GTC",
-                "type": p["type"], "side": p["side"], "workingTime": now_ms, "fills": [],
-                "selfTradePreventionMode": "EXPIRE_MAKER",
-            }))  # fmt: skip
-        if path == "/api/v3/time":
-            return _http(200, orjson.dumps({"serverTime": LiveClock().now_ms()}))
-        if path == "/api/v3/openOrders":  # BinanceVenue's periodic reconcile: all ended here
-            return _http(200, b"[]")
-        if path == "/bench/arrivals":
-            return _http(200, orjson.dumps({k: v for k, v in book.items() if k != "secret"}))
-        book["other_requests"] += 1
-        return _http(404, b'{"code":-1,"msg":"not served here"}')
-
-
-def _http(status: int, body: bytes) -> bytes:
-    return (b"HTTP/1.1 %d X\r\nContent-Type: application/json;charset=UTF-8\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))  # fmt: skip
-
-
-def serve_venue(port_out: Any, secret: str) -> None:
-    """Process target: serve the stamping venue on 127.0.0.1 until terminated."""
-
-    async def serve() -> None:
-        book = {"secret": secret.encode(), "arrivals": {}, "order_id": 0, "bad_signatures": 0,
-                "other_requests": 0}  # fmt: skip
-        server = await asyncio.get_running_loop().create_server(lambda: _Desk(book), "127.0.0.1", 0)
-        port_out.send(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(serve())
 
 
 # -- market data: 20 symbols from two tapes ----------------------------------------------------
@@ -436,7 +354,8 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
     stages: Stamps = {}
     traces = [trace_config(stages)] if args.breakdown else None
     async with aiohttp.ClientSession(trace_configs=traces) as http:
-        wire = None if args.aiohttp else OrderWire(url, LiveClock())  # as build_session's default
+        size = ExecutionConfig().order_connections  # as build_session with the default config
+        wire = None if args.aiohttp else OrderWire(url, LiveClock(), size=size)
         rest = BinanceRest(Market.SPOT, BinanceEndpoints(url, "ws://127.0.0.1:9"), LiveClock(), http,
                            BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET), wire=wire)  # fmt: skip
         await rest.sync_time()
@@ -447,7 +366,7 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
         profiler = cProfile.Profile() if args.profile else None
         async with asyncio.TaskGroup() as tg:
             venue_task = tg.create_task(engine.venue.run(), name="venue")  # runs the wire too
-            while wire is not None and wire.ready < 2:
+            while wire is not None and wire.ready < size:
                 await asyncio.sleep(0.01)
             with profiler or contextlib.nullcontext():
                 stats = await feed(engine, frames, args.speed, args.warmup + args.samples)
@@ -473,6 +392,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def report(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
     engine, stats, book = run["engine"], run["stats"], run["book"]
+    wire = engine.venue.manager._rest.wire  # noqa: SLF001 - the bench reads the wire's counters
     arrivals: dict[str, list[int]] = book["arrivals"]
     sampled = list(engine.venue.sampled.items())
     counted = sampled[args.warmup :]
@@ -510,6 +430,7 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
         "frames_firing_several_orders": stats.multi_order_frames, "quick": args.quick,
         "loadavg_1m_after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(), "notes": engine.notes,
         "sched_fifo": os.sched_getscheduler(0) == os.SCHED_FIFO,  # e.g. under `chrt -f 1`
+        "order_wire": {"sent": wire.sent, "no_idle_connection": wire.unavailable} if wire else None,
     }  # fmt: skip
     if args.breakdown:
         result["breakdown_us"] = breakdown(engine.venue.stages, dict(counted), arrivals)
@@ -592,7 +513,7 @@ def main() -> None:
           f"{', SCHED_FIFO' if r['sched_fifo'] else ''})\n"
           f"orders sent {r['orders_sent']}, POSTs received {r['posts_received']}, exactly once "
           f"{r['orders_reached_server_once']}, missing {r['orders_missing']}, duplicated "
-          f"{r['orders_duplicated']}")  # fmt: skip
+          f"{r['orders_duplicated']}; through the order wire {r['order_wire']}")  # fmt: skip
     for name, row in r.get("breakdown_us", {}).items():
         print(f"  {name:28s} p50 {row.get('p50')} µs  p99 {row.get('p99')} µs  max {row.get('max')} µs")  # fmt: skip
     print("".join(f"note: {note}\n" for note in r["notes"]), end="")

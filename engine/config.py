@@ -101,7 +101,7 @@ class ExecutionConfig(_Frozen):
     reconcile_interval_s: Annotated[float, Field(ge=0)] = 60.0  # openOrders vs ours; 0: off
     # warm keep-alive connections new orders are written to from the signal's own call (no
     # task switch before the wire); 0: every order goes through the aiohttp session
-    order_connections: Annotated[int, Field(ge=0, le=8)] = 2
+    order_connections: Annotated[int, Field(ge=0, le=8)] = 4
 
 
 class EndpointsConfig(_Frozen):

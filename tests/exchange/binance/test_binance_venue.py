@@ -125,7 +125,7 @@ async def test_commands_of_one_symbol_are_sent_in_order(spot: Rig) -> None:
 
 async def test_an_order_on_an_idle_symbol_leaves_before_submit_returns(spot: Rig) -> None:
     wire = spot.session.rest.wire
-    assert wire is not None  # execution.order_connections defaults to 2
+    assert wire is not None  # execution.order_connections defaults to 4
     await spot.wait_for(lambda: wire.ready >= 1)
     first, second = _limit_far_below(spot, "tl-BTCUSDT-11-en"), _limit_far_below(spot, "tl-BTCUSDT-12-en")
     _submit(spot, first)
