@@ -9,6 +9,8 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -179,3 +181,12 @@ def test_secrets_never_in_repr() -> None:
     for text in (repr(keys), str(keys), repr(keys.signer)):
         assert SPOT_SECRET not in text and "APIKEY-visible?" not in text
     assert keys.api_key.get_secret_value() == "APIKEY-visible?"
+
+
+@given(st.text())
+def test_percent_encoding_shortcut_matches_quote(text: str) -> None:
+    from urllib.parse import quote
+
+    from exchange.binance.auth import _percent_encoded
+
+    assert _percent_encoded(text) == quote(text, safe="")
