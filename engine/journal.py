@@ -22,6 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine.model import Side
 from engine.orders import (
     FundingPaid,
@@ -133,10 +135,12 @@ class EquityRecord:
 
 def intent_to_json(intent: OrderIntent) -> str:
     """Return an intent as JSON (Decimals as strings, enums as their values)."""
-    return json.dumps(
+    # orjson (enums by value, compact): it is written before every order leaves; json.loads
+    # reads both this and the spaced text journals written before it
+    return orjson.dumps(
         {k: (str(v) if isinstance(v, Decimal) else v) for k, v in _fields(intent).items()},
-        sort_keys=True,
-    )
+        option=orjson.OPT_SORT_KEYS,
+    ).decode()
 
 
 def intent_from_json(text: str) -> OrderIntent:
