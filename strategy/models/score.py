@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lightgbm.basic import LightGBMError
 
 from strategy.features import FeaturePlan
-from strategy.models.bundle import Bundle, BundleError, read_bundle
-from strategy.models.scorer import Explanation, FastScorer
+from strategy.models.bundle import MODEL_FILE, Bundle, BundleError, read_bundle
+from strategy.models.scorer import Explanation, FastScorer, ScorerError
 
 
 def combine_scores(rise: float | None, fall: float | None) -> float:
@@ -60,7 +61,12 @@ class LiveModel:
 def load_live_model(bundle_dir: Path, plan: FeaturePlan) -> LiveModel:
     """Load and verify a bundle against the configured feature plan; BundleError says why not."""
     bundle = read_bundle(bundle_dir, plan)
-    return LiveModel(bundle, FastScorer(bundle.model_path, bundle.feature_names))
+    try:
+        scorer = FastScorer(bundle.model_path, bundle.feature_names)
+    except (LightGBMError, ScorerError, ValueError) as exc:
+        # read_bundle checked the structure; what LightGBM still refuses is refused here.
+        raise BundleError(f"unloadable {MODEL_FILE}: {exc}") from None
+    return LiveModel(bundle, scorer)
 
 
 def live_bundle_dir(models_dir: Path, symbol: str, label: str) -> Path:
