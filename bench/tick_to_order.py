@@ -17,8 +17,8 @@ half the symbols (strategies never see single trades: the frame firing it is the
 Market data: 20 symbols, the spot BTCUSDT and ETHUSDT tapes (depth@100ms + trade, what a spot App
 subscribes to) copied 10 times each under synthetic names, copy k shifted k x 50 ms so row
 boundaries spread out, event times rebased to now; fed at `--speed` x real time (default 4, about
-2,100-2,600 frames/s) by one task that sleeps until a frame is due and otherwise does not yield,
-as a websocket reader with frames already buffered does not.
+2,100-2,600 frames/s) by one task that sleeps until a frame is due and otherwise yields only
+after a frame that gave the venue work, as the engine's frame consumer (exchange/binance/feed.py).
 
 Venue: bench/t2o_venue.py, a minimal HTTP/1.1 server in its own process that stamps the arrival
 of each request's first bytes, before any parsing (exchange/sim serves the tapes' two symbols only
@@ -319,6 +319,8 @@ async def feed(engine: Engine, frames: list[Frame], speed: float, wanted: int) -
         venue.frame_t0 = (clock(), time.thread_time_ns() if venue.breakdown else 0)
         sink.on_frame(frame.payload, frame.ts_recv_ns)
         venue.frame_t0 = None
+        if sink.wants_loop():  # as exchange/binance/feed.py's consumer: the venue's tasks run now
+            await asyncio.sleep(0)
         stats.frames += 1
         stats.multi_order_frames += len(venue.sampled) - before > 1
         if len(venue.sampled) >= wanted:
