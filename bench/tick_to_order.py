@@ -441,7 +441,8 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
 
 def breakdown(stages: Stamps, counted: dict[str, int], arrivals: dict[str, list[int]]) -> dict[str, Any]:  # fmt: skip
     """Wall percentiles of each stage, and the engine thread's CPU time from frame to request."""
-    spans = [("frame_to_submit", "t0", "submit"), ("submit_to_worker", "submit", "worker"),
+    spans = [("frame_to_submit", "t0", "submit"), ("submit_to_arrival", "submit", "arrival"),
+             ("submit_to_worker", "submit", "worker"),  # the queued (aiohttp) path from here on
              ("worker_to_request", "worker", "request"), ("request_to_headers", "request", "headers"),
              ("headers_to_arrival", "headers", "arrival")]  # fmt: skip
     rows: dict[str, list[float]] = {name: [] for name, _, _ in spans}
@@ -517,6 +518,8 @@ def main() -> None:
           f"{r['orders_reached_server_once']}, missing {r['orders_missing']}, duplicated "
           f"{r['orders_duplicated']}; through the order wire {r['order_wire']}")  # fmt: skip
     for name, row in r.get("breakdown_us", {}).items():
+        if not row.get("n"):
+            continue  # a stage no order went through (the wire path skips the worker's)
         print(f"  {name:28s} p50 {row.get('p50')} µs  p99 {row.get('p99')} µs  max {row.get('max')} µs")  # fmt: skip
     print("".join(f"note: {note}\n" for note in r["notes"]), end="")
     args.out.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
