@@ -15,6 +15,12 @@ it by more than `grace_ms` (the stream is quiet or lagging). Rows close strictly
 written once into a `ColumnRing` and never change afterwards; a trade arriving for a closed row
 is "late": counted, not folded. Seconds without a trade repeat the last close.
 
+A long silent stretch (a connection down for hours) is skipped rather than closed second by
+second once it is longer than the row ring: only its last `rows.capacity` seconds can still be in
+the row ring and only its last `candles.capacity` minutes in the candle ring, and every consumer
+reads the rings, so the rings end up exactly as if every second had been closed, at a cost
+bounded by their capacities instead of growing with the gap (~6 µs a row: half a second a day).
+
 The book is sampled lazily (sampling costs ~50 µs): `on_depth_event` is called *before* the
 event is applied, so when a depth event opens a new second the book still holds the state after
 the last event of the previous one, and that is the only moment it is read - at most once per
@@ -176,6 +182,8 @@ class SymbolFolder:
         self.rows = rows
         self.candles = candles
         self.grace_ms = int(grace_ms)
+        # a due stretch this long may hold seconds no ring keeps (two spare minutes: alignment)
+        self._skip_after_ms = (rows.capacity + 120) * _SECOND_MS
 
         self.late_trades = 0
         self.duplicate_trades = 0
@@ -306,6 +314,8 @@ class SymbolFolder:
         if self._started:
             last_ms = max(self._exchange_ms, self._trade_wm_ms)
             last_second_ms = last_ms - last_ms % _SECOND_MS
+            if last_second_ms - self._next_close_ms > self._skip_after_ms:
+                closed += self._skip_silence(last_second_ms + _SECOND_MS)
             while self._next_close_ms <= last_second_ms:
                 self._close_row()
                 closed += 1
@@ -377,12 +387,65 @@ class SymbolFolder:
         depth_wm = self._depth_wm_ms
         exchange = self._exchange_ms
         grace = self.grace_ms
+        # rows whose end is <= due_end are due: the loop's condition below, solved for end
+        due_end = exchange - grace
+        both_wm = trade_wm if trade_wm < depth_wm else depth_wm  # noqa: FURB136 (per frame)
+        if both_wm > due_end:  # noqa: PLR1730
+            due_end = both_wm
+        if due_end - self._next_close_ms > self._skip_after_ms:
+            closed = self._skip_silence(due_end)
         while True:
             end_ms = self._next_close_ms + _SECOND_MS
             if exchange < end_ms + grace and (trade_wm < end_ms or depth_wm < end_ms):
                 return closed
             self._close_row()
             closed += 1
+
+    def _skip_silence(self, due_end_ms: int) -> int:
+        """Close the rows due before due_end_ms, skipping what no ring keeps of a silent stretch.
+
+        Closes normally through the last second that holds anything (trades, a book sample, a
+        frame's time, a resync, pending counts) and the rest of its minute; then appends the
+        stretch's whole empty minutes as candles (only the last `candles.capacity` of them, the
+        rest would be overwritten) and moves on to the minute where the row ring's last
+        `rows.capacity` seconds begin, which the caller closes row by row. Returns rows closed,
+        skipped ones included (consumers read at most the ring's length of them).
+        """
+        last_due_ms = due_end_ms - _SECOND_MS
+        last_due_ms -= last_due_ms % _SECOND_MS
+        keep_from_ms = last_due_ms - (self.rows.capacity - 1) * _SECOND_MS
+        keep_from_ms -= keep_from_ms % _MINUTE_MS
+        busy_ms = self._next_close_ms - _SECOND_MS
+        if self._late_pending or self._resyncs_pending:
+            busy_ms = self._next_close_ms
+        seconds = [*self._open_rows, *self._max_e_by_second, *self._resyncs_by_second]
+        seconds += [second for second, _ in self._samples]
+        if not self._pending_sampled:
+            seconds.append(self._pending_depth_ms)
+        for second_ms in seconds:
+            if busy_ms < second_ms < keep_from_ms:
+                busy_ms = second_ms
+        skip_from_ms = busy_ms + _SECOND_MS
+        skip_from_ms += -skip_from_ms % _MINUTE_MS  # up to the next minute boundary
+        if skip_from_ms >= keep_from_ms:
+            return 0
+        closed = 0
+        while self._next_close_ms < skip_from_ms:  # the busy seconds, then the rest of the minute
+            self._close_row()
+            closed += 1
+        minutes = (keep_from_ms - skip_from_ms) // _MINUTE_MS
+        c = self._last_close
+        bid_100bp, ask_100bp = self._book_cols[3], self._book_cols[7]
+        first_kept_ms = keep_from_ms - min(minutes, self.candles.capacity) * _MINUTE_MS
+        for minute_ms in range(first_kept_ms, keep_from_ms, _MINUTE_MS):
+            # what closing 60 empty rows makes of a minute (see _fold_candle, _close_candle)
+            empty = (minute_ms, c, c, c, c, c, 0.0, 0.0, 0, 0.0, 60, bid_100bp, ask_100bp)
+            self.candles.append_row(empty)
+        self.candles_closed += minutes
+        skipped = minutes * (_MINUTE_MS // _SECOND_MS)
+        self.rows_closed += skipped
+        self._next_close_ms = keep_from_ms
+        return closed + skipped
 
     def _close_row(self) -> None:
         """Write the oldest open row into the ring (and roll the candle)."""

@@ -84,35 +84,16 @@ def exchange_info_from_tape(tapes: Iterable[Path], symbols: Iterable[str], marke
     return [e for e in entries if e is not None]
 
 
-class DecoderTap:
-    """Wrap the pipeline's frame decoder and remember the event it decoded last."""
-
-    def __init__(self, decoder: Any) -> None:
-        self._decoder = decoder
-        self.last: object = None
-
-    def decode(self, payload: bytes, ts_recv_ns: int) -> object:
-        self.last = event = self._decoder.decode(payload, ts_recv_ns)
-        return event
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._decoder, name)
-
-
 class TradingSink:
     """The frame sink of a trading App: the pipeline first, then the venue sees the event."""
 
     def __init__(self, pipeline: MarketDataPipeline, loop: TradingLoop) -> None:
         self.pipeline = pipeline
         self.loop = loop
-        # TODO(lead): a MarketDataPipeline on_event hook would make this tap unnecessary.
-        self.tap = DecoderTap(pipeline.decoder)
-        pipeline.decoder = self.tap  # type: ignore[assignment]
 
     def on_frame(self, payload: bytes, ts_recv_ns: int) -> None:
-        self.tap.last = None
-        self.pipeline.on_frame(payload, ts_recv_ns)
-        event = self.tap.last
+        # only what the pipeline accepted: a frame it refused (an implausible time) moves no clock
+        event = self.pipeline.on_frame(payload, ts_recv_ns)
         if type(event) is TradePrinted:
             self.loop.on_trade(event)  # type: ignore[arg-type]
         elif type(event) is MarkPriceUpdated:
