@@ -436,7 +436,9 @@ class App:
         if self.feed is not None:
             for session in self.feed.sessions:
                 connections[session.spec.label] = session.stats_fields()
-        return {"frames": self.pipeline.stats.frames, "decoder": dict(self.pipeline.decoder.counters),
+        stats = self.pipeline.stats
+        return {"frames": stats.frames, "decoder": dict(self.pipeline.decoder.counters),
+                "malformed_times": stats.malformed_times, "malformed_snapshots": stats.malformed_snapshots,
                 "connections": connections, "symbols": symbols, "features": self.features.status()}
 
     async def _heartbeat(self) -> None:

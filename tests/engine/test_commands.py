@@ -110,4 +110,6 @@ async def test_heartbeat_line_reports_streams_and_books(tapes: dict[str, Path], 
     for key in ("frames", "reconnects", "stalls", "overflows"):
         assert key in conn
     assert beat["symbols"]["BTCUSDT"]["book_valid"] is True
+    # a recorded tape replayed at 60x: nothing dated implausibly, nothing refused
+    assert (beat["malformed_times"], beat["malformed_snapshots"]) == (0, 0)
     assert {"gaps", "snapshot_requests", "rows"} <= set(beat["symbols"]["BTCUSDT"])
