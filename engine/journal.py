@@ -241,8 +241,11 @@ class Journal:
 
     def record_intent(self, intent: OrderIntent, ts_ms: int) -> None:
         """Journal intent as PENDING and commit now: call before the venue is called."""
+        # With no batch open the INSERT runs in autocommit: committed by the one statement,
+        # two fewer round trips into SQLite before the order can leave.
+        write = self._conn.execute if not self._conn.in_transaction else self._write
         try:
-            self._write(
+            write(
                 "INSERT INTO intents (client_order_id, symbol, intent, status, created_ts_ms,"
                 " updated_ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 (

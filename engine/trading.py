@@ -365,13 +365,13 @@ class TradingLoop:
             self._deny(symbol, decision.reason.value, decision.detail)
             self._journal_signal(request, now)
             return
-        self.log.info("entry", symbol=symbol, side=request.side.value, strength=request.strength,
-                      confidence=request.confidence, threshold=request.threshold, ts_ms=now)
         bundle = self._bundle_id(symbol) if self._bundle_id else request.reason
         why = EntryReason(request.confidence, request.threshold, bundle,
                           top_contributions(request.contributions))
-        self.notices.entry_reason(symbol, why)
+        self.notices.entry_reason(symbol, why)  # before: a fill at once carries it
         self._execute(decision.commands)
+        self.log.info("entry", symbol=symbol, side=request.side.value, strength=request.strength,
+                      confidence=request.confidence, threshold=request.threshold, ts_ms=now)
         self._journal_signal(request, now)  # after the order left: the intent is the durable part
 
     def _journal_signal(self, request: EnterRequest, now: int) -> None:

@@ -121,6 +121,24 @@ def test_intent_is_durable_before_the_venue_call(tmp_path):
     other.close()
 
 
+def test_an_intent_with_no_batch_open_is_durable_too(tmp_path):
+    """record_intent outside a batch (the usual case: the signal is journaled after the send)."""
+    path = tmp_path / "j.sqlite"
+    j = Journal.open(path)
+    j.record_intent(STOP, 1000)
+    other = Journal.open(path)
+    [unknown] = other.unknown_intents()
+    assert unknown.intent == STOP and unknown.status is OrderStatus.PENDING
+    with pytest.raises(JournalError):
+        j.record_intent(STOP, 1001)
+    j.record_signal(symbol="BTCUSDT", ts_ms=1001, score=0.8, threshold=0.6, direction="BUY",
+                    bundle_id="b1", feature_set_hash="f1")  # fmt: skip
+    assert other.signals() == []  # batched: not committed until the next flush
+    j.flush()
+    assert len(other.signals()) == 1
+    other.close()
+
+
 def test_order_events_move_intent_status_and_fills_are_deduplicated(tmp_path):
     j = Journal.open(tmp_path / "j.sqlite")
     j.record_intent(ENTRY, 1000)
