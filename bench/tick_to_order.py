@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import contextvars
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -370,6 +371,8 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
             venue_task = tg.create_task(engine.venue.run(), name="venue")  # runs the wire too
             while wire is not None and wire.ready < size:
                 await asyncio.sleep(0.01)
+            gc.collect()  # as App.run once start-up is done: long-lived objects frozen
+            gc.freeze()
             with profiler or contextlib.nullcontext():
                 stats = await feed(engine, frames, args.speed, args.warmup + args.samples)
                 drained = await engine.venue.drain(10.0)
