@@ -7,7 +7,6 @@ landed: the soak then fails again if the bug comes back. Each entry says where t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,35 +29,10 @@ class KnownBug:
     matches: Callable[[Violation, Context], bool]
 
 
-_EXIT_ID = re.compile(r"^[A-Za-z0-9]+-([A-Z0-9]+)-\d+-ex\d*(?:r\d+)?$")
-
-
-def _stacked_exits(v: Violation, ctx: Context) -> bool:
-    if v.kind == "duplicated" and v.key.endswith(" exits"):
-        return True
-    if v.kind == "unprotected":
-        symbol = v.key
-    elif v.kind == "lost" and (found := _EXIT_ID.match(v.key)) and "no such order" in v.detail:
-        symbol = found[1]  # an exit still queued behind the stacked ones
-    else:
-        return False
-    # once exits stacked beyond the position on a symbol (seen at any check, healed or not), what
-    # follows there is their doing: a spot short, exits of the short that overshoot again, a
-    # position left without stops, exits waiting in a queue that never drains
-    since = ctx.symptoms.get(("duplicated", f"{symbol} exits"))
-    return "sold base it never bought" in v.detail or (since is not None and since <= v.server_ms)
-
-
-KNOWN_BUGS = (
-    KnownBug(
-        "B2",
-        "engine/trading.py _exit / risk/gate.py request_exit: while an exit is queued or "
-        "unanswered, the strategy's exit is requested again every cooldown, each for the whole "
-        "position; the stacked exits overshoot (on spot: sell base never bought, then buy back "
-        "too much), and what follows on that symbol is unprotected",
-        _stacked_exits,
-    ),
-)
+# B2 (stacked exits: while an exit was unanswered the strategy's exit was requested again for the
+# whole position) was fixed by the gate's one-exit-per-position guard; the full day after the fix
+# had no violation, so its signature is gone and the soak fails again if it comes back.
+KNOWN_BUGS: tuple[KnownBug, ...] = ()
 
 
 def explain(
