@@ -130,7 +130,7 @@ def build_session(
         stream = FuturesUserStream(rest, endpoints, queue, clock, http)
     else:
         stream = SpotUserStream(spot_ws_api_url(config), keys, rest.timestamp_ms, queue, clock, http,
-                                recv_window_ms=execution.recv_window_ms)  # fmt: skip
+                                recv_window_ms=execution.recv_window_ms, sync_time=rest.sync_time)  # fmt: skip
     return BinanceSession(rest, spot_rest, manager, venue, stream)
 
 
