@@ -288,7 +288,7 @@ def build_engine(entries: list[dict[str, Any]], journal: Journal, rest: BinanceR
 
     venue.set_listener(on_events)
     app.trading = loop  # App._book_changed feeds it the books
-    app.add_row_hook(loop.on_rows_closed)  # after the row logger and features, as attach_trading
+    app.add_row_hook(loop.on_rows_closed, decides=True)  # right after the features, as attach_trading
     return Engine(app, loop, venue, TradingSink(app.pipeline, loop), notes)
 
 

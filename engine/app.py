@@ -103,7 +103,7 @@ class App:
         self._started_with_models = self.models.available
         if self.models.available:
             self.features.listeners.append(self.models)
-        self._row_hooks: list[Callable[[SymbolMarketData, int], None]] = [RowLogger(), self.features]
+        self._row_hooks: list[Callable[[SymbolMarketData, int], None]] = [self.features, RowLogger()]
         self._on_book_changed = on_book_changed
         # a journal passed in belongs to the caller (flushed on stop); one opened here is closed
         self._owns_journal = journal is None and journal_path is not None
@@ -141,7 +141,7 @@ class App:
             self.models if self.models.available else None, self.journal, **venue,
         )
         # after LiveFeatures: a row's vectors and scores reach the strategy before its RowClosed
-        self._row_hooks.append(self.trading.on_rows_closed)
+        self.add_row_hook(self.trading.on_rows_closed, decides=True)
         self.models.listeners.append(self.trading.on_score)
         self.trading.notice_listeners.append(self.notify)
         self.add_service("trading-clock", self._tick_while_silent)
@@ -185,8 +185,11 @@ class App:
         for hook in self._row_hooks:
             hook(state, n_rows)
 
-    def add_row_hook(self, hook) -> None:  # type: ignore[no-untyped-def]
-        self._row_hooks.append(hook)
+    def add_row_hook(self, hook, *, decides: bool = False) -> None:  # type: ignore[no-untyped-def]
+        """Call hook per closed row; one that decides (trading) runs right after the features,
+        ahead of bookkeeping (row log lines, the collector) that would only delay its orders."""
+        at = self._row_hooks.index(self.features) + 1 if decides else len(self._row_hooks)
+        self._row_hooks.insert(at, hook)
 
     def _tap(self, ts_recv_ns: int, payload: bytes, snapshot_symbol: str | None) -> None:
         assert self.recorder is not None
