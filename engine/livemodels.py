@@ -1,7 +1,9 @@
 """Promoted model bundles scoring the live feature vectors: one `ScoreUpdated` per vector.
 
 At start every bundle under `models.dir/SYMBOL/<label>/` is verified against the configured
-feature set it names (checksums, feature-set hash, columns). A bundle that fails is refused in
+feature set it names (checksums, feature-set hash, columns) and against its directory's coin
+(the manifest's symbol must be SYMBOL: a bundle copied into another coin's directory would score
+that coin with a model trained on another market). A bundle that fails is refused in
 one log line naming the reason, and its coin is not traded at all: scoring that coin with the
 remaining bundles would give a different decision than the one the user promoted.
 
@@ -73,7 +75,7 @@ class LiveModels:
                         f"trained on feature set {name!r}, which is not configured "
                         f"(configured: {', '.join(sorted(plans))})"
                     )
-                loaded.append(load_live_model(bundle_dir, plan))
+                loaded.append(load_live_model(bundle_dir, plan, symbol))
             except BundleError as exc:
                 self.refused[symbol] = f"{bundle_dir.name}: {exc}"
                 self.log.error("model_refused", symbol=symbol, bundle=str(bundle_dir), reason=str(exc))

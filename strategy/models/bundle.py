@@ -9,7 +9,8 @@
 manifest's shape, the files' checksums, and the model text's structure. Given the engine's
 feature plan, it also checks that the bundle was trained on the same feature set: same hash,
 same ordered columns. Each refusal is a BundleError naming the reason, e.g.
-`checksum mismatch: model.txt`.
+`checksum mismatch: model.txt`. The model file is read once: the returned Bundle carries the
+verified text, and scorers load that text rather than the file.
 
 The checksums are not a signature: anyone who edits a bundle can stamp new ones. So the shape
 checks do not rely on them. Every field the engine reads must have its type and range
@@ -27,7 +28,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -47,10 +48,13 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle on disk."""
+    """A verified bundle on disk, with the model text exactly as it was verified."""
 
     path: Path
     manifest: dict[str, Any]
+    # The checked model text: loading from it, not from model.txt again, means a file swapped
+    # on disk after the checks never reaches LightGBM.
+    model_text: str = field(repr=False)
 
     @property
     def model_path(self) -> Path:
@@ -158,7 +162,7 @@ def write_bundle(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Bundle(path, manifest)
+    return Bundle(path, manifest, model_text)
 
 
 def read_bundle(path: Path, plan: FeaturePlan | None = None) -> Bundle:
@@ -177,6 +181,7 @@ def read_bundle(path: Path, plan: FeaturePlan | None = None) -> Bundle:
     if manifest.get("manifest_sha256") != _manifest_checksum(manifest):
         raise BundleError(f"checksum mismatch: {MANIFEST_FILE}")
     check_manifest_shape(manifest)
+    model_text = ""
     for name, expected in manifest["files"].items():
         file = path / name
         if not file.is_file():
@@ -186,7 +191,8 @@ def read_bundle(path: Path, plan: FeaturePlan | None = None) -> Bundle:
             raise BundleError(f"checksum mismatch: {name}")
         if name == MODEL_FILE:
             _check_model(blob, len(manifest["feature_names"]))
-    bundle = Bundle(path, manifest)
+            model_text = blob.decode("utf-8")  # check_model_text accepted it as UTF-8
+    bundle = Bundle(path, manifest, model_text)
     if plan is not None:
         check_feature_set(bundle, plan)
     return bundle

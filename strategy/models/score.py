@@ -6,7 +6,8 @@ is `rise - fall`: +1 is a sure rise, -1 a sure fall, 0 no opinion or a draw. Sig
 notifications use it; trading decisions compare each confidence with its model's threshold.
 
 `LiveModel` is what the engine holds per coin and label: a verified bundle (whose feature set
-must be the configured one) and a fast scorer.
+must be the configured one, and whose symbol the coin's) and a fast scorer built from the text
+the verification read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 from lightgbm.basic import LightGBMError
 
@@ -58,11 +60,23 @@ class LiveModel:
         return self.scorer.explain(vector, top)
 
 
-def load_live_model(bundle_dir: Path, plan: FeaturePlan) -> LiveModel:
-    """Load and verify a bundle against the configured feature plan; BundleError says why not."""
+def load_live_model(bundle_dir: Path, plan: FeaturePlan, symbol: str | None = None) -> LiveModel:
+    """Load and verify a bundle against the feature plan (and coin); BundleError says why not."""
     bundle = read_bundle(bundle_dir, plan)
+    if symbol is not None and bundle.symbol != symbol.upper():
+        # The directory says which coin a bundle scores; the manifest says which it learned.
+        raise BundleError(
+            f"symbol mismatch: the bundle was trained for {bundle.symbol}, "
+            f"installed for {symbol.upper()}"
+        )
+    return live_model_from(bundle)
+
+
+def live_model_from(bundle: Bundle) -> LiveModel:
+    """Build the scorer from the bundle's verified model text (model.txt is not read again)."""
     try:
-        scorer = FastScorer(bundle.model_path, bundle.feature_names)
+        booster = lgb.Booster(model_str=bundle.model_text)
+        scorer = FastScorer(booster, bundle.feature_names)
     except (LightGBMError, ScorerError, ValueError) as exc:
         # read_bundle checked the structure; what LightGBM still refuses is refused here.
         raise BundleError(f"unloadable {MODEL_FILE}: {exc}") from None
@@ -83,7 +97,7 @@ def load_coin_models(models_dir: Path, symbol: str, plan: FeaturePlan) -> list[L
     for bundle_dir in sorted(
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
     ):
-        models.append(load_live_model(bundle_dir, plan))
+        models.append(load_live_model(bundle_dir, plan, symbol))
     return models
 
 
