@@ -266,6 +266,7 @@ def _bundle_set_name(bundle_dir: Path) -> str | None:
 def _check_models(ctx: _Context) -> None:
     from strategy.features import compile_feature_set
     from strategy.models.bundle import BundleError, read_bundle
+    from strategy.models.score import check_bundle_symbol
 
     cfg = ctx.config
     root = cfg.models.dir
@@ -284,7 +285,7 @@ def _check_models(ctx: _Context) -> None:
                 if plan is None:
                     raise BundleError(f"trained on feature set {name!r}, which is not configured "
                                       f"(configured: {', '.join(sorted(plans))})")
-                read_bundle(bundle_dir, plan)
+                check_bundle_symbol(read_bundle(bundle_dir, plan), symbol)
             except BundleError as exc:
                 ctx.add("models", Status.FAIL, f"{symbol}/{bundle_dir.name}: {exc} - {symbol} will not trade", hint)
                 sets.clear()

@@ -63,13 +63,19 @@ class LiveModel:
 def load_live_model(bundle_dir: Path, plan: FeaturePlan, symbol: str | None = None) -> LiveModel:
     """Load and verify a bundle against the feature plan (and coin); BundleError says why not."""
     bundle = read_bundle(bundle_dir, plan)
-    if symbol is not None and bundle.symbol != symbol.upper():
-        # The directory says which coin a bundle scores; the manifest says which it learned.
+    if symbol is not None:
+        check_bundle_symbol(bundle, symbol)
+    return live_model_from(bundle)
+
+
+def check_bundle_symbol(bundle: Bundle, symbol: str) -> None:
+    """Raise BundleError unless the bundle learned the coin whose directory holds it."""
+    # The directory says which coin a bundle scores; the manifest says which it learned.
+    if bundle.symbol != symbol.upper():
         raise BundleError(
             f"symbol mismatch: the bundle was trained for {bundle.symbol}, "
             f"installed for {symbol.upper()}"
         )
-    return live_model_from(bundle)
 
 
 def live_model_from(bundle: Bundle) -> LiveModel:

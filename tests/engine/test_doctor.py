@@ -389,6 +389,16 @@ async def test_bundle_of_an_unconfigured_feature_set_fails(fake: FakeBinance, tm
     assert "'other'" in models[0].detail and "not configured" in models[0].detail
 
 
+async def test_a_bundle_of_another_coin_fails(fake: FakeBinance, tmp_path: Path) -> None:
+    plan = compile_feature_set(next(s for s in parse_config({}).features.sets if s.label == "minute"))
+    write_bundle(tmp_path / "models" / "BTCUSDT" / "up", _tiny_booster(plan.columns), symbol="ETHUSDT",
+                 plan=plan, label={"name": "up", "side": 1}, threshold=0.5, training={}, metrics={})
+    config = write_config(tmp_path, fake.http, fake.ws)
+    models = [c for c in await run_doctor(config, env={}, env_file=None) if c.name == "models"]
+    assert [c.status for c in models] == [Status.FAIL]
+    assert "trained for ETHUSDT, installed for BTCUSDT" in models[0].detail
+
+
 async def test_invalid_config_lists_each_problem_and_stops(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("mode: paper\nmarket: {symbols: [BTC-USD]}\nstreams: {depth_speed_ms: 3}\n")
