@@ -31,6 +31,7 @@ from engine.clock import Clock
 
 log = structlog.get_logger("tickloop.binance.wire")
 
+_MAX_CONNECT_BACKOFF_S = 60.0
 _MAX_BODY_BYTES = 1 << 22  # an order answer is a few hundred bytes; a flood is not an answer
 _TOKEN_SAFE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # RFC 9110 field names
 _VALUE_SAFE = re.compile(r"[\x20-\x7e]*").fullmatch  # printable ASCII: no CR/LF smuggled in
@@ -188,6 +189,7 @@ class OrderWire:
         self._ssl = (ssl_context or ssl.create_default_context()) if self._tls else None
         self._connections: list[_Connection] = []
         self._carrying: dict[asyncio.Future[WireAnswer], _Connection] = {}
+        self.connect_failures = 0  # consecutive failed connects (the back-off grows with them)
         self.sent = 0
         self.unavailable = 0  # try_send calls that found no idle connection
 
@@ -255,9 +257,15 @@ class OrderWire:
                     server_hostname=self._hostname if self._tls else None,
                 )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
-            log.warning("order_wire_connect_failed", host=self._hostname, error=repr(exc))
-            await self._clock.sleep(1.0)  # the aiohttp path carries orders meanwhile
+            # the aiohttp path carries orders meanwhile; an outage logs a line per back-off step,
+            # not one per second
+            self.connect_failures += 1
+            delay_s = min(_MAX_CONNECT_BACKOFF_S, 2.0 ** (self.connect_failures - 1))
+            log.warning("order_wire_connect_failed", host=self._hostname, error=repr(exc),
+                        failures=self.connect_failures, retry_in_s=delay_s)  # fmt: skip
+            await self._clock.sleep(delay_s)
             return
+        self.connect_failures = 0
         self._connections.append(connection)
 
     def close(self) -> None:

@@ -321,3 +321,32 @@ async def test_a_header_value_with_a_line_break_is_never_written(rig: Rig) -> No
     with pytest.raises(TimeoutError):
         server.recv(100)
     server.close()
+
+
+async def test_connect_failures_back_off_and_a_later_server_is_found() -> None:
+    from engine.clock import ReplayClock
+
+    placeholder = socket.create_server(("127.0.0.1", 0))
+    port = placeholder.getsockname()[1]
+    placeholder.close()  # nothing listens there now: every connect is refused
+    clock = ReplayClock(1_700_000_000_000 * 1_000_000)
+    wire = OrderWire(f"http://127.0.0.1:{port}", clock, size=1)
+    runner = asyncio.create_task(wire.run(check_s=0.01))
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if wire.connect_failures >= 4:
+            break
+    # on the replay clock each failure slept 1, 2, 4, ... s of virtual time
+    assert wire.connect_failures >= 4 and clock.monotonic_ns() >= (1 + 2 + 4) * 1_000_000_000
+    listener = socket.create_server(("127.0.0.1", port))
+    try:
+        for _ in range(2000):
+            await asyncio.sleep(0.001)
+            if wire.ready:
+                break
+        assert wire.ready == 1 and wire.connect_failures == 0
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        listener.close()
