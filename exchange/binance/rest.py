@@ -5,6 +5,10 @@ sent -> one aiohttp request under a timeout -> parsed JSON, or an error typed by
 caller must do (`exchange.binance.errors.classify`). GET and DELETE carry their params in the
 query string, POST and PUT in a form body; either way the signature covers what is sent.
 
+Orders have a second way out, `send_order_now`: the same budget, signing and error typing, but
+written synchronously to a warm connection of the `OrderWire` (exchange/binance/wire.py) when
+one is idle and nothing must be awaited first; otherwise the caller takes the path above.
+
 Time: signed requests carry `timestamp = now + offset`, where offset = serverTime minus the
 midpoint of the /time round trip (API reference §3.3). The offset is refreshed every
 `time_refresh_s` and after any -1021; a read refused for its timestamp is re-signed and sent
