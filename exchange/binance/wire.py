@@ -34,7 +34,9 @@ log = structlog.get_logger("tickloop.binance.wire")
 _MAX_CONNECT_BACKOFF_S = 60.0
 _MAX_BODY_BYTES = 1 << 22  # an order answer is a few hundred bytes; a flood is not an answer
 _TOKEN_SAFE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").fullmatch  # RFC 9110 field names
-_VALUE_SAFE = re.compile(r"[\x20-\x7e]*").fullmatch  # printable ASCII: no CR/LF smuggled in
+# printable ASCII without leading or trailing blanks (as h11 insists): no CR/LF smuggled in
+_VALUE_SAFE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?").fullmatch
+_TARGET_SAFE = re.compile(r"/[\x21-\x7e]*").fullmatch
 
 
 class WireError(Exception):
@@ -85,20 +87,25 @@ class _Connection(asyncio.Protocol):
         """Write one request, then bring h11's state up to it; return the answer's future."""
         assert self.transport is not None and self.waiter is None
         fields = [("Host", host), *headers.items(), ("Content-Length", str(len(body)))]
+        if not _TOKEN_SAFE(method) or not _TARGET_SAFE(target):
+            raise ValueError(f"request line {method!r} {target!r} cannot be sent as given")
         for name, value in fields:
             if not _TOKEN_SAFE(name) or not _VALUE_SAFE(value):
                 raise ValueError(f"header {name!r} cannot be sent as given")
-        self.waiter = self._loop.create_future()
+        waiter = self.waiter = self._loop.create_future()
         self._status, self._headers, self._body = 0, CIMultiDict(), bytearray()
         head = "".join(f"{name}: {value}\r\n" for name, value in fields)
         self.transport.write(f"{method} {target} HTTP/1.1\r\n{head}\r\n".encode("latin-1") + body)
         # The bytes above are what h11 would write for these events (checked by the tests);
         # h11 learns of them only now, after the wire, where its validation costs nothing.
-        self._h11.send(h11.Request(method=method, target=target, headers=fields))
-        if body:
-            self._h11.send(h11.Data(data=body))
-        self._h11.send(h11.EndOfMessage())
-        return self.waiter
+        try:
+            self._h11.send(h11.Request(method=method, target=target, headers=fields))
+            if body:
+                self._h11.send(h11.Data(data=body))
+            self._h11.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:  # the checks above should make this unreachable
+            self._fail(f"request h11 refuses after it was written: {exc}")  # outcome unknown
+        return waiter
 
     def data_received(self, data: bytes) -> None:
         try:

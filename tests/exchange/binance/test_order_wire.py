@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 import aiohttp
 import h11
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.clock import LiveClock
 from engine.model import Market
@@ -350,3 +352,26 @@ async def test_connect_failures_back_off_and_a_later_server_is_found() -> None:
         with pytest.raises(asyncio.CancelledError):
             await runner
         listener.close()
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=40),
+       st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=40))
+def test_whatever_passes_the_checks_before_the_write_h11_accepts_after_it(value: str, target: str) -> None:
+    from exchange.binance.wire import _TARGET_SAFE, _VALUE_SAFE
+
+    target = "/" + target
+    if not (_VALUE_SAFE(value) and _TARGET_SAFE(target)):
+        return  # refused before anything is written
+    connection = h11.Connection(our_role=h11.CLIENT)
+    fields = [("Host", "h"), ("X-MBX-APIKEY", value), ("Content-Length", "0")]
+    connection.send(h11.Request(method="POST", target=target, headers=fields))
+    connection.send(h11.EndOfMessage())
+
+
+async def test_a_header_value_with_a_trailing_blank_is_never_written(rig: Rig) -> None:
+    await rig.until_ready()
+    server = rig.accept()
+    assert rig.wire.try_send("POST", "/api/v3/order", {"X-MBX-APIKEY": "key "}, b"") is None
+    assert rig.wire.try_send("POST", "/api/v3/order x", {"X-MBX-APIKEY": "key"}, b"") is None
+    assert rig.wire.ready == 1 and rig.wire.sent == 0
+    server.close()
