@@ -9,7 +9,8 @@ same client id) only once the order can no longer appear: the `timestamp` the re
 older than its recvWindow plus a margin, so Binance would refuse it now. Querying goes on at least
 until then, whatever recvWindow is. A duplicate-id rejection means an earlier attempt landed:
 query and adopt that order. A cancel whose outcome stays unknown is owed and re-issued by
-`retry_cancels` until the venue says the order is closed.
+`retry_cancels` until the venue says the order is closed. An order that can leave at once is
+written inside `submit_now` (BinanceRest.send_order_now) and finished by the same `_place`.
 """
 
 from __future__ import annotations
