@@ -9,26 +9,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import lightgbm as lgb
-import numpy as np
 import pytest
 import structlog
 
 from engine.livemodels import LiveModels
-from strategy.features import FeatureSetSpec, compile_feature_set
+from strategy.features import compile_feature_set
 from strategy.features.plan import FeaturePlan
 from strategy.models import write_bundle
+from tests.support.tiny_models import stats_feature_set, train_tiny_model
 
-SPEC = FeatureSetSpec.model_validate(
-    {
-        "name": "sym",
-        "frequency": "second",
-        "generators": [
-            {"kind": "stats", "columns": ["close"], "transform": "log_return",
-             "windows": [5, 20], "stats": ["mean", "std", "slope"]},
-        ],
-    }
-)  # fmt: skip
+SPEC = stats_feature_set("sym")
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +28,7 @@ def plan() -> FeaturePlan:
 
 @pytest.fixture(scope="module")
 def model_text(plan: FeaturePlan) -> str:
-    rng = np.random.default_rng(5)
-    rows = rng.normal(size=(400, len(plan.columns)))
-    labels = (rows[:, 0] + rng.normal(size=400) > 0).astype(np.float64)
-    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "verbose": -1,
-              "num_threads": 1, "deterministic": True}  # fmt: skip
-    return lgb.train(params, lgb.Dataset(rows, labels), num_boost_round=4).model_to_string()
+    return train_tiny_model(len(plan.columns), seed=5, rows=400, leaves=4, rounds=4)
 
 
 def _write(path: Path, symbol: str, model_text: str, plan: FeaturePlan) -> Path:

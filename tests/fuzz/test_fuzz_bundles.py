@@ -31,30 +31,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 from fuzz_support import DEEP, count, fuzz_settings, profile_name
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strategy.features import FeatureSetSpec, compile_feature_set
+from strategy.features import compile_feature_set
 from strategy.features.plan import FeaturePlan
 from strategy.models import BundleError, load_live_model, write_bundle
 from strategy.models.bundle import MANIFEST_FILE, MODEL_FILE, _manifest_checksum
 from strategy.models.profit import NO_TRADE_THRESHOLD
+from tests.support.tiny_models import stats_feature_set, train_tiny_model
 
 SUITE = "bundles"
-SPEC = FeatureSetSpec.model_validate(
-    {
-        "name": "fuzz",
-        "frequency": "second",
-        "generators": [
-            {"kind": "stats", "columns": ["close"], "transform": "log_return",
-             "windows": [5, 20], "stats": ["mean", "std", "slope"]},
-        ],
-    }
-)  # fmt: skip
+SPEC = stats_feature_set("fuzz")
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +56,10 @@ def plan() -> FeaturePlan:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory, plan: FeaturePlan) -> Path:
     """A real bundle: LightGBM trained on random rows with the plan's columns."""
-    rng = np.random.default_rng(8)
-    rows = rng.normal(size=(400, len(plan.columns)))
-    labels = (rows[:, 0] + rng.normal(size=400) > 0).astype(np.float64)
-    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "verbose": -1,
-              "num_threads": 1, "deterministic": True}  # fmt: skip
-    booster = lgb.train(params, lgb.Dataset(rows, labels), num_boost_round=8)
+    model_text = train_tiny_model(len(plan.columns), seed=8, rows=400, leaves=4, rounds=8)
     path = tmp_path_factory.mktemp("bundles") / "pristine"
     write_bundle(
-        path, booster.model_to_string(), symbol="BTCUSDT", plan=plan,
+        path, model_text, symbol="BTCUSDT", plan=plan,
         label={"name": "up", "kind": "fuzz", "side": 1, "horizon_rows": 30}, threshold=0.6,
         training={"rows": 400}, metrics={"val_roc_auc": 0.61},
     )  # fmt: skip

@@ -14,31 +14,19 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from strategy.features import FeatureSetSpec, compile_feature_set
+from strategy.features import compile_feature_set
 from strategy.features.plan import FeaturePlan
 from strategy.models import read_bundle, write_bundle
 from strategy.models.bundle import MODEL_FILE
 from strategy.models.score import live_model_from
+from tests.support.tiny_models import stats_feature_set, train_tiny_model
 
-SPEC = FeatureSetSpec.model_validate(
-    {
-        "name": "bytes",
-        "frequency": "second",
-        "generators": [
-            {"kind": "stats", "columns": ["close"], "transform": "log_return",
-             "windows": [5, 20], "stats": ["mean", "std", "slope"]},
-        ],
-    }
-)  # fmt: skip
+SPEC = stats_feature_set("bytes")
 
 
 def _train(n_features: int, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    rows = rng.normal(size=(500, n_features))
-    labels = (rows[:, seed % n_features] + rng.normal(size=500) > 0).astype(np.float64)
-    params = {"objective": "binary", "num_leaves": 6, "min_data_in_leaf": 10, "verbose": -1,
-              "num_threads": 1, "deterministic": True}  # fmt: skip
-    return lgb.train(params, lgb.Dataset(rows, labels), num_boost_round=8).model_to_string()
+    return train_tiny_model(n_features, seed=seed, rows=500, leaves=6, rounds=8,
+                            label_column=seed % n_features)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

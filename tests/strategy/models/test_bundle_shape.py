@@ -21,36 +21,24 @@ import numpy as np
 import pytest
 
 from engine.livemodels import LiveModels
-from strategy.features import FeatureSetSpec, compile_feature_set
+from strategy.features import compile_feature_set
 from strategy.features.plan import FeaturePlan
 from strategy.models import BundleError, load_live_model, read_bundle, write_bundle
 from strategy.models.bundle import MANIFEST_FILE, MODEL_FILE, _manifest_checksum, sha256_file
 from strategy.models.model_text import ModelTextError, check_model_text
 from strategy.models.profit import NO_TRADE_THRESHOLD
+from tests.support.tiny_models import stats_feature_set, train_tiny_model
 
-SPEC = FeatureSetSpec.model_validate(
-    {
-        "name": "shape",
-        "frequency": "second",
-        "generators": [
-            {"kind": "stats", "columns": ["close"], "transform": "log_return",
-             "windows": [5, 20], "stats": ["mean", "std", "slope"]},
-        ],
-    }
-)  # fmt: skip
+SPEC = stats_feature_set("shape")
 DELETE = object()
 
 
 def _train(
     n_features: int, *, leaves: int = 6, rounds: int = 6, seed: int = 3, **extra: Any
 ) -> str:
-    rng = np.random.default_rng(seed)
-    rows = rng.normal(size=(600, n_features))
-    rows[rng.random(rows.shape) < 0.05] = np.nan  # missing values: NaN-aware decision types
-    labels = (np.nan_to_num(rows[:, 0]) + rng.normal(size=600) > 0).astype(np.float64)
-    params = {"objective": "binary", "num_leaves": leaves, "min_data_in_leaf": 10, "verbose": -1,
-              "num_threads": 1, "deterministic": True, **extra}  # fmt: skip
-    return lgb.train(params, lgb.Dataset(rows, labels), num_boost_round=rounds).model_to_string()
+    # missing values too: NaN-aware decision types in the trees
+    return train_tiny_model(n_features, seed=seed, rows=600, leaves=leaves, rounds=rounds,
+                            nan_share=0.05, **extra)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
