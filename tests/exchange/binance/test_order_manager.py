@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sim_pause import pause_after_diffs
 
 from engine.clock import LiveClock
 from engine.journal import Journal
@@ -38,19 +39,9 @@ from exchange.binance.orders import parse_execution_report
 from exchange.binance.rest import BinanceRest
 from exchange.binance.urls import BinanceEndpoints
 from exchange.sim.server import SimServer
-from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 from exchange.sim.trading.orders import OrderRecord
-
-
-@pytest.fixture(scope="module")
-def spot_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["spot_btcusdt"]])
-
-
-@pytest.fixture(scope="module")
-def usdm_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["usdm_btcusdt"]])
 
 
 @dataclass
@@ -76,22 +67,6 @@ class Rig:
         return Decimal(str(bids[0][0])), Decimal(str(asks[0][0]))
 
 
-async def _pause_after_diffs(sim: SimServer, n: int) -> None:
-    count = 0
-    reached = asyncio.Event()
-
-    def on_diff(symbol: str, final_update_id: int) -> None:
-        nonlocal count
-        count += 1
-        if count == n:
-            sim.pause()
-            reached.set()
-
-    sim.on_depth_sent(on_diff)
-    sim.start()
-    await reached.wait()
-
-
 async def _rig(
     timeline: Timeline,
     market: Market,
@@ -105,7 +80,7 @@ async def _rig(
         SimServer(timeline, speed=0, autostart=False, trading=True) as sim,
         aiohttp.ClientSession() as http,
     ):
-        await _pause_after_diffs(sim, 30)
+        await pause_after_diffs(sim, 30)
         rest = BinanceRest(
             market,
             BinanceEndpoints(sim.base_http, sim.base_ws, market is Market.USDM),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sim_pause import pause_after_diffs
 
 from engine.clock import LiveClock
 from engine.journal import Journal
@@ -39,7 +40,7 @@ from exchange.binance.urls import BinanceEndpoints
 from exchange.binance.userstream import UserStreamItem
 from exchange.binance.venue import BinanceVenue, BinanceVenueConfig
 from exchange.sim.server import SimServer
-from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 from exchange.sim.trading.orders import OrderRecord
 
@@ -50,10 +51,6 @@ CONFIG = OrderManagerConfig(
 # every cancel attempt refused, then the status check after the last one rate-limited
 REFUSED_TO_THE_END = [503] * (CONFIG.max_send_retries + 1) + [429]
 
-
-@pytest.fixture(scope="module")
-def spot_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["spot_btcusdt"]])
 
 
 @dataclass
@@ -91,19 +88,7 @@ async def rig(spot_timeline: Timeline, tmp_path: Path) -> AsyncIterator[Rig]:
         SimServer(spot_timeline, speed=0, autostart=False, trading=True) as sim,
         aiohttp.ClientSession() as http,
     ):
-        ready = asyncio.Event()
-        diffs = 0
-
-        def on_diff(symbol: str, final_update_id: int) -> None:
-            nonlocal diffs
-            diffs += 1
-            if diffs == 30:  # a settled book, then a still market
-                sim.pause()
-                ready.set()
-
-        sim.on_depth_sent(on_diff)
-        sim.start()
-        await ready.wait()
+        await pause_after_diffs(sim, 30)  # a settled book, then a still market
         rest = BinanceRest(Market.SPOT, BinanceEndpoints(sim.base_http, sim.base_ws), clock, http,
                            BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET), timeout_s=2.0)  # fmt: skip
         await rest.sync_time()

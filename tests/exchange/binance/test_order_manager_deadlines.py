@@ -30,7 +30,7 @@ from exchange.binance.order_manager import OrderManager, OrderManagerConfig
 from exchange.binance.rest import BinanceRest
 from exchange.binance.urls import BinanceEndpoints
 from exchange.sim.server import SimServer
-from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 from exchange.sim.trading.orders import OrderRecord
 from tests.soak.scaled_clock import ScaledClock
@@ -38,10 +38,6 @@ from tests.soak.scaled_clock import ScaledClock
 SPEED = 25.0  # 62 market seconds in about 2.5 wall seconds
 RECV_WINDOW_MS = 60_000  # the most config.execution.recv_window_ms allows
 
-
-@pytest.fixture(scope="module")
-def spot_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["spot_btcusdt"]])
 
 
 @dataclass

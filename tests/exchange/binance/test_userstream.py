@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import pytest
+from sim_pause import pause_after_diffs
 from structlog.testing import capture_logs
 
 from engine.clock import LiveClock
@@ -37,37 +37,12 @@ from exchange.binance.userstream import (
 )
 from exchange.errors import AuthFailed
 from exchange.sim.server import SimServer
-from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 
 WAIT_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def spot_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["spot_btcusdt"]])
-
-
-@pytest.fixture(scope="module")
-def usdm_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["usdm_btcusdt"]])
-
-
-async def run_to_diff(sim: SimServer, n: int) -> None:
-    """Start the replay and pause it after its n-th diff frame, so the book stands still."""
-    count = 0
-    reached = asyncio.Event()
-
-    def on_diff(symbol: str, final_update_id: int) -> None:
-        nonlocal count
-        count += 1
-        if count == n:
-            sim.pause()
-            reached.set()
-
-    sim.on_depth_sent(on_diff)
-    sim.start()
-    await reached.wait()
 
 
 @dataclass
@@ -99,7 +74,7 @@ async def venue(timeline: Timeline, market: Market, secret: str) -> AsyncIterato
         SimServer(timeline, speed=0, autostart=False, trading=True) as sim,
         aiohttp.ClientSession() as http,
     ):
-        await run_to_diff(sim, 50)
+        await pause_after_diffs(sim, 50)
         endpoints = BinanceEndpoints(sim.base_http, sim.base_ws, routed=True)
         keys = BinanceKeys.hmac(TEST_API_KEY, secret)
         rest = BinanceRest(market, endpoints, LiveClock(), http, keys)

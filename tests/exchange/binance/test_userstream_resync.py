@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import pytest
+from sim_pause import pause_after_diffs
 
 from engine.clock import LiveClock
 from engine.model import Market
@@ -31,15 +31,11 @@ from exchange.binance.userstream import (
     UserStreamLive,
 )
 from exchange.sim.server import SimServer
-from exchange.sim.timeline import Timeline, load_timeline
+from exchange.sim.timeline import Timeline
 from exchange.sim.trading import TEST_API_KEY, TEST_API_SECRET
 
 WAIT_S = 10.0
 
-
-@pytest.fixture(scope="module")
-def spot_timeline(tapes: dict[str, Path]) -> Timeline:
-    return load_timeline([tapes["spot_btcusdt"]])
 
 
 @dataclass
@@ -75,19 +71,7 @@ async def unsynced(spot_timeline: Timeline) -> AsyncIterator[Unsynced]:
         SimServer(spot_timeline, speed=0, autostart=False, trading=True) as sim,
         aiohttp.ClientSession() as http,
     ):
-        reached = asyncio.Event()
-        count = 0
-
-        def on_diff(symbol: str, final_update_id: int) -> None:
-            nonlocal count
-            count += 1
-            if count == 50:  # a book to trade against, then a still market
-                sim.pause()
-                reached.set()
-
-        sim.on_depth_sent(on_diff)
-        sim.start()
-        await reached.wait()
+        await pause_after_diffs(sim, 50)  # a book to trade against, then a still market
         endpoints = BinanceEndpoints(sim.base_http, sim.base_ws)
         keys = BinanceKeys.hmac(TEST_API_KEY, TEST_API_SECRET)
         rest = BinanceRest(Market.SPOT, endpoints, LiveClock(), http, keys)
