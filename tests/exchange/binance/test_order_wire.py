@@ -13,8 +13,9 @@ import hashlib
 import hmac
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -98,6 +99,17 @@ class Rig:
         conn.settimeout(5)
         return conn
 
+    async def connected(self) -> socket.socket:
+        """Wait for the wire's warm connection; return the server's side of it."""
+        await self.until_ready()
+        return self.accept()
+
+    def place(self, order: dict[str, str] = ORDER) -> Coroutine[Any, Any, Any]:
+        """Send an order that must go out on the wire at once; return what awaits its answer."""
+        pending = self.rest.send_order_now("POST", "/api/v3/order", order, weight=1)
+        assert pending is not None, "the order did not go out on the wire"
+        return pending
+
     async def until_ready(self, count: int = 1) -> None:
         for _ in range(500):
             if self.wire.ready >= count:
@@ -138,10 +150,8 @@ async def rig() -> AsyncIterator[Rig]:
 
 
 async def test_an_order_is_on_the_wire_when_send_order_now_returns(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     # no await since the call: the bytes are already in the server's socket
     request = read_request(server)
     assert (request.method, request.target) == ("POST", "/api/v3/order")
@@ -160,12 +170,10 @@ async def test_an_order_is_on_the_wire_when_send_order_now_returns(rig: Rig) -> 
 
 
 async def test_the_next_order_reuses_the_connection_and_a_chunked_answer_is_whole(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
+    server = await rig.connected()
     for n in range(3):
         order = {**ORDER, "newClientOrderId": f"tl-BTCUSDT-{n}-en"}
-        pending = rig.rest.send_order_now("POST", "/api/v3/order", order, weight=1)
-        assert pending is not None, n
+        pending = rig.place(order)
         request = read_request(server)  # the same accepted socket every time: kept alive
         assert dict(parse_qsl(request.body.decode()))["newClientOrderId"] == f"tl-BTCUSDT-{n}-en"
         answer(server, 200, {"n": n, "pad": "x" * 300}, chunked=n % 2 == 1)
@@ -175,10 +183,8 @@ async def test_the_next_order_reuses_the_connection_and_a_chunked_answer_is_whol
 
 
 async def test_while_the_only_connection_is_busy_nothing_is_sent_or_charged(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    first = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert first is not None
+    server = await rig.connected()
+    first = rig.place()
     charged = rig.limiter.used(ORDERS, "10s"), rig.limiter.used(REQUEST_WEIGHT, "1m")
     assert rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1) is None
     assert (rig.limiter.used(ORDERS, "10s"), rig.limiter.used(REQUEST_WEIGHT, "1m")) == charged
@@ -189,10 +195,8 @@ async def test_while_the_only_connection_is_busy_nothing_is_sent_or_charged(rig:
 
 
 async def test_a_connection_dropped_under_an_order_is_an_unknown_outcome(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     read_request(server)
     server.close()  # executed or not: nobody can say from here
     with pytest.raises(UnknownOutcome):
@@ -202,10 +206,8 @@ async def test_a_connection_dropped_under_an_order_is_an_unknown_outcome(rig: Ri
 
 
 async def test_no_answer_in_time_is_unknown_and_that_connection_is_closed(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     read_request(server)
     with pytest.raises(UnknownOutcome):
         await pending  # timeout_s=2: a late answer could never be matched to it
@@ -214,10 +216,8 @@ async def test_no_answer_in_time_is_unknown_and_that_connection_is_closed(rig: R
 
 
 async def test_connection_close_in_the_answer_is_honoured(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     read_request(server)
     answer(server, 200, {"ok": 1}, {"Connection": "close"})
     assert await pending == {"ok": 1}
@@ -225,8 +225,7 @@ async def test_connection_close_in_the_answer_is_honoured(rig: Rig) -> None:
     server.close()
     await rig.until_ready()
     second = rig.accept()  # the next order goes on a new connection
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    pending = rig.place()
     read_request(second)
     answer(second, 200, {"ok": 2})
     assert await pending == {"ok": 2}
@@ -234,10 +233,8 @@ async def test_connection_close_in_the_answer_is_honoured(rig: Rig) -> None:
 
 
 async def test_a_429_blocks_orders_until_retry_after(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     read_request(server)
     answer(server, 429, {"code": -1015, "msg": "Too many new orders."}, {"Retry-After": "30"})
     with pytest.raises(Retryable) as caught:
@@ -249,10 +246,8 @@ async def test_a_429_blocks_orders_until_retry_after(rig: Rig) -> None:
 
 
 async def test_a_refused_timestamp_resyncs_the_clock_and_is_not_resent(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
-    pending = rig.rest.send_order_now("POST", "/api/v3/order", ORDER, weight=1)
-    assert pending is not None
+    server = await rig.connected()
+    pending = rig.place()
     read_request(server)
     answer(server, 400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
     task = asyncio.create_task(pending)
@@ -315,8 +310,7 @@ async def test_the_request_written_is_byte_for_byte_what_h11_frames(body: bytes)
 
 
 async def test_a_header_value_with_a_line_break_is_never_written(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
+    server = await rig.connected()
     assert rig.wire.try_send("POST", "/api/v3/order", {"X-MBX-APIKEY": "a\r\nX-Evil: 1"}, b"") is None
     assert rig.wire.ready == 1 and rig.wire.sent == 0
     server.settimeout(0.2)
@@ -369,8 +363,7 @@ def test_whatever_passes_the_checks_before_the_write_h11_accepts_after_it(value:
 
 
 async def test_a_header_value_with_a_trailing_blank_is_never_written(rig: Rig) -> None:
-    await rig.until_ready()
-    server = rig.accept()
+    server = await rig.connected()
     assert rig.wire.try_send("POST", "/api/v3/order", {"X-MBX-APIKEY": "key "}, b"") is None
     assert rig.wire.try_send("POST", "/api/v3/order x", {"X-MBX-APIKEY": "key"}, b"") is None
     assert rig.wire.ready == 1 and rig.wire.sent == 0
