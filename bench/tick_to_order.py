@@ -382,7 +382,7 @@ async def measure(args: argparse.Namespace, frames: list[Frame], url: str, scrat
             book = orjson.loads(await response.read())
     journal.close()
     return {"engine": engine, "stats": stats, "drained": drained, "baseline": baseline, "book": book,
-            "profiler": profiler}  # fmt: skip
+            "profiler": profiler, "wire": wire}  # fmt: skip
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -397,7 +397,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def report(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
     engine, stats, book = run["engine"], run["stats"], run["book"]
-    wire = engine.venue.manager._rest.wire  # noqa: SLF001 - the bench reads the wire's counters
+    wire = run["wire"]
     arrivals: dict[str, list[int]] = book["arrivals"]
     sampled = list(engine.venue.sampled.items())
     counted = sampled[args.warmup :]

@@ -41,3 +41,5 @@ def test_quick_run_writes_figures_and_every_order_reaches_the_server_once(tmp_pa
     assert result["bad_signatures"] == 0
     assert result["drained"] is True
     assert "p99" in result["tick_to_order_us"] and isinstance(result["met"], bool)
+    # the path measured is the engine's default one: orders of idle symbols on the warm wire
+    assert result["order_wire"]["sent"] > 0
