@@ -57,10 +57,6 @@ class Bundle:
     model_text: str = field(repr=False)
 
     @property
-    def model_path(self) -> Path:
-        return self.path / MODEL_FILE
-
-    @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.manifest["feature_names"])
 
